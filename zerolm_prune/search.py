@@ -1,0 +1,560 @@
+"""Best subnets under a budget: exact for additive scores, sampling and NSGA-II otherwise.
+
+ZeroLM's score is a sum over layers (S = sum_l ffn_l + alpha * attn_l), and so are params and
+MACs. Picking the best subnets under a budget is therefore a multiple-choice knapsack over layers,
+which can be solved exactly; LoNAS's NSGA-II over 200 evaluations only samples the ~1e41 subnets.
+
+``top_k`` walks the layers once, keeping partial solutions (prefixes) and dropping only those that
+provably cannot reach the top k:
+
+* feasibility: the prefix plus the cheapest choice of every remaining layer exceeds the budget;
+* k-dominance: k other prefixes are at most as costly and score at least as well, so any
+  completion of this prefix is beaten by k feasible subnets (done by peeling k Pareto fronts);
+* bounds: the prefix's score plus an LP-relaxation upper bound of the remaining layers (greedy over
+  each layer's concave hull) falls below the k-th best score known from feasible greedy completions.
+
+Costs are integers (params up to ~1e10, MACs): nothing is rounded onto a grid. Ties are broken
+deterministically: score descending, then cost ascending, then per-layer option indices
+lexicographically ascending. The score of a subnet is the float64 sum of its layer values added
+left to right (layer 0 first), which is what ``numpy`` gives for ``v0[i0] + v1[i1] + ...``; near
+ties that rounding could flip are never pruned (a tolerance far above float64 rounding error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "top_k",
+    "pareto_front",
+    "random_search",
+    "nsga2_search",
+    "rank_subnets",
+    "read_ranked",
+    "write_ranked",
+    "resolve_budget",
+    "BudgetInfo",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# exact search on plain arrays
+
+
+def _as_arrays(values: Sequence[np.ndarray], costs: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    if len(values) != len(costs):
+        raise ValueError(f"{len(values)} value arrays but {len(costs)} cost arrays")
+    if not values:
+        raise ValueError("need at least one layer")
+    vals = [np.asarray(v, dtype=np.float64).reshape(-1) for v in values]
+    cs = [np.asarray(c).reshape(-1) for c in costs]
+    integral = all(np.issubdtype(c.dtype, np.integer) or bool(np.all(np.isfinite(c)) and np.all(c == np.round(c)))
+                   for c in cs)
+    total = sum(float(np.max(np.abs(c))) for c in cs if c.size)
+    dtype = np.int64 if integral and total < 2.0**62 else np.float64
+    cs = [c.astype(dtype) for c in cs]
+    for layer, (v, c) in enumerate(zip(vals, cs)):
+        if v.shape != c.shape or v.size == 0:
+            raise ValueError(f"layer {layer}: {v.size} values and {c.size} costs (need the same, non-zero)")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"layer {layer}: values must be finite")
+    return vals, cs
+
+
+def _tolerance(vals: list[np.ndarray]) -> float:
+    """A score gap larger than any float64 rounding error of a left-to-right sum over the layers."""
+    magnitude = sum(float(np.max(np.abs(v))) for v in vals)
+    return max(1e-9 * magnitude, 8.0 * (len(vals) + 2) * float(np.spacing(magnitude)), 1e-300)
+
+
+@dataclass
+class _Suffix:
+    """Bounds for layers l..L-1 as functions of the budget left for them.
+
+    ``upper`` is the LP relaxation (greedy over each layer's upper concave hull, last increment
+    taken fractionally); ``lower`` is a feasible integral completion (the greedy's breakpoints).
+    """
+
+    min_cost: float
+    cost: np.ndarray   # cumulative costs at the greedy's breakpoints, starting at min_cost
+    value: np.ndarray  # cumulative values at those breakpoints
+
+    def upper(self, left: np.ndarray) -> np.ndarray:
+        if self.cost.size == 1:
+            return np.full(left.shape, self.value[0])
+        return np.interp(left.astype(np.float64), self.cost.astype(np.float64), self.value)
+
+    def lower(self, left: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.cost, left, side="right") - 1
+        out = np.full(left.shape, -np.inf)
+        ok = pos >= 0
+        out[ok] = self.value[pos[ok]]
+        return out
+
+
+def _hull_steps(v: np.ndarray, c: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """Start point and increments (dcost, dvalue) of one layer's non-decreasing upper concave hull."""
+    cmin = c.min()
+    start_v = float(v[c == cmin].max())
+    order = np.lexsort((-v, c))
+    pts: list[tuple[float, float]] = [(float(cmin), start_v)]
+    best = start_v
+    for i in order:
+        ci, vi = float(c[i]), float(v[i])
+        if ci == pts[0][0] or vi <= best:
+            continue  # the same cost as the start or no gain: never on the rising hull
+        best = vi
+        while len(pts) >= 2:
+            (x1, y1), (x2, y2) = pts[-2], pts[-1]
+            # drop the middle point when it lies on or below the chord from pts[-2] to (ci, vi)
+            if (y2 - y1) * (ci - x1) <= (vi - y1) * (x2 - x1):
+                pts.pop()
+            else:
+                break
+        pts.append((ci, vi))
+    arr = np.array(pts, dtype=np.float64)
+    return float(cmin), start_v, np.diff(arr[:, 0]), np.diff(arr[:, 1])
+
+
+def _suffix_bounds(vals: list[np.ndarray], cs: list[np.ndarray]) -> list[_Suffix]:
+    """``out[l]`` bounds layers l..L-1; ``out[L]`` is the empty suffix."""
+    L = len(vals)
+    steps = [_hull_steps(v, c) for v, c in zip(vals, cs)]
+    out: list[_Suffix] = [None] * (L + 1)  # type: ignore[list-item]
+    cost_dtype = cs[0].dtype
+    out[L] = _Suffix(0, np.zeros(1, dtype=cost_dtype), np.zeros(1))
+    for l in range(L - 1, -1, -1):
+        base_c = sum(s[0] for s in steps[l:])
+        base_v = sum(s[1] for s in steps[l:])
+        dc = np.concatenate([s[2] for s in steps[l:]])
+        dv = np.concatenate([s[3] for s in steps[l:]])
+        order = np.argsort(-(dv / dc), kind="stable")  # within a layer slopes already decrease
+        cum_c = np.concatenate([[base_c], base_c + np.cumsum(dc[order])])
+        cum_v = np.concatenate([[base_v], base_v + np.cumsum(dv[order])])
+        if cost_dtype == np.int64:
+            cum_c = np.round(cum_c).astype(np.int64)
+            min_cost = int(sum(int(c.min()) for c in cs[l:]))
+        else:
+            min_cost = float(sum(float(c.min()) for c in cs[l:]))
+        out[l] = _Suffix(min_cost, cum_c, cum_v)
+    return out
+
+
+def _front_ids(cost: np.ndarray, value: np.ndarray, lexkey: np.ndarray, k: int, tol: float) -> np.ndarray:
+    """Which of the first k Pareto fronts each item is on (k where it is on none).
+
+    Item i dominates j when every completion of i beats the same completion of j in the final order:
+    cost_i < cost_j and value_i >= value_j; or equal cost and value_i > value_j + tol; or equal cost,
+    equal value and i lexicographically first. This relation is transitive, so an item on front
+    number f has f dominators (one per earlier front): items on no front among the first k have at
+    least k dominators and can go.
+    """
+    n = cost.size
+    order = np.lexsort((lexkey, -value, cost))
+    c, v = cost[order], value[order]
+    front = np.full(n, k, dtype=np.int64)
+    alive = np.ones(n, dtype=bool)
+    for f in range(k):
+        idx = np.flatnonzero(alive)
+        if idx.size == 0:
+            break
+        ca, va = c[idx], v[idx]
+        new_group = np.ones(idx.size, dtype=bool)
+        new_group[1:] = ca[1:] != ca[:-1]
+        group_start = np.maximum.accumulate(np.where(new_group, np.arange(idx.size), 0))
+        cummax = np.maximum.accumulate(va)
+        prev_max = np.where(group_start > 0, cummax[np.maximum(group_start - 1, 0)], -np.inf)
+        dominated = prev_max >= va
+        dominated |= va[group_start] > va + tol
+        same = np.zeros(idx.size, dtype=bool)
+        same[1:] = (~new_group[1:]) & (va[1:] == va[:-1])
+        dominated |= same
+        on_front = idx[~dominated]
+        front[on_front] = f
+        alive[on_front] = False
+    out = np.empty(n, dtype=np.int64)
+    out[order] = front
+    return out
+
+
+def _kth_largest(x: np.ndarray, k: int) -> float:
+    if x.size < k:
+        return -np.inf
+    return float(np.partition(x, x.size - k)[x.size - k])
+
+
+def top_k(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], budget: float, k: int = 10
+          ) -> list[tuple[float, np.ndarray]]:
+    """Exact k best ``sum_l values[l][i_l]`` subject to ``sum_l costs[l][i_l] <= budget``.
+
+    Returns ``[(score, indices), ...]`` best first (fewer than k when fewer subnets fit), ordered by
+    score descending, then total cost ascending, then ``indices`` lexicographically ascending.
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    vals, cs = _as_arrays(values, costs)
+    return _search(vals, cs, budget, k, use_bounds=np.isfinite(budget))
+
+
+_exact_top_k = top_k  # ``rank_subnets`` has a parameter named top_k
+
+
+def _search(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k: int, *, use_bounds: bool
+            ) -> list[tuple[float, np.ndarray]]:
+    L = len(vals)
+    tol = _tolerance(vals)
+    suffix = _suffix_bounds(vals, cs)
+    if suffix[0].min_cost > budget:
+        return []
+    if cs[0].dtype == np.int64 and np.isfinite(budget):
+        budget = int(np.floor(budget))
+    # the empty prefix
+    value = np.zeros(1)
+    cost = np.zeros(1, dtype=cs[0].dtype)
+    lexrank = np.zeros(1, dtype=np.int64)
+    parents: list[np.ndarray] = []
+    choices: list[np.ndarray] = []
+    lower_bound = -np.inf
+    for l in range(L):
+        n_opt = vals[l].size
+        cand_v = (value[:, None] + vals[l][None, :]).reshape(-1)
+        cand_c = (cost[:, None] + cs[l][None, :]).reshape(-1)
+        parent = np.repeat(np.arange(value.size), n_opt)
+        option = np.tile(np.arange(n_opt), value.size)
+        keep = cand_c + suffix[l + 1].min_cost <= budget
+        if use_bounds and keep.any():
+            left = budget - cand_c[keep]
+            lower_bound = max(lower_bound, _kth_largest(cand_v[keep] + suffix[l + 1].lower(left), k) - tol)
+            hopeful = cand_v[keep] + suffix[l + 1].upper(left) >= lower_bound - tol
+            keep[np.flatnonzero(keep)[~hopeful]] = False
+        cand_v, cand_c, parent, option = cand_v[keep], cand_c[keep], parent[keep], option[keep]
+        lexkey = lexrank[parent] * n_opt + option
+        fronts = _front_ids(cand_c, cand_v, lexkey, k, tol)
+        keep = fronts < k
+        value, cost, parent, option, lexkey = cand_v[keep], cand_c[keep], parent[keep], option[keep], lexkey[keep]
+        lexrank = np.empty(lexkey.size, dtype=np.int64)
+        lexrank[np.argsort(lexkey, kind="stable")] = np.arange(lexkey.size)
+        parents.append(parent)
+        choices.append(option)
+    order = np.lexsort((lexrank, cost, -value))[:k]
+    out = []
+    for s in order:
+        idx = np.empty(L, dtype=np.int64)
+        node = s
+        for l in range(L - 1, -1, -1):
+            idx[l] = choices[l][node]
+            node = parents[l][node]
+        out.append((float(value[s]), idx))
+    return out
+
+
+def pareto_front(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, max_cost: float = np.inf
+                 ) -> list[tuple[float, float, np.ndarray]]:
+    """Every subnet on the cost-vs-score front: ``[(cost, score, indices), ...]`` by cost ascending.
+
+    A point is on the front when no other subnet is at most as costly and scores at least as well
+    (exact ties: the lexicographically first indices stand for the group). ``max_cost`` cuts the
+    front off above a cost (useful for plotting around a budget).
+    """
+    vals, cs = _as_arrays(values, costs)
+    L = len(vals)
+    tol = _tolerance(vals)  # near ties on prefixes survive; the final pass below is strict
+    value = np.zeros(1)
+    cost = np.zeros(1, dtype=cs[0].dtype)
+    lexrank = np.zeros(1, dtype=np.int64)
+    suffix_min = np.concatenate([np.cumsum([c.min() for c in cs][::-1])[::-1], [0]])
+    parents: list[np.ndarray] = []
+    choices: list[np.ndarray] = []
+    for l in range(L):
+        n_opt = vals[l].size
+        cand_v = (value[:, None] + vals[l][None, :]).reshape(-1)
+        cand_c = (cost[:, None] + cs[l][None, :]).reshape(-1)
+        parent = np.repeat(np.arange(value.size), n_opt)
+        option = np.tile(np.arange(n_opt), value.size)
+        keep = cand_c + suffix_min[l + 1] <= max_cost
+        cand_v, cand_c, parent, option = cand_v[keep], cand_c[keep], parent[keep], option[keep]
+        lexkey = lexrank[parent] * n_opt + option
+        # k = 1 with the strict front rule: equal-cost states are compared by value only
+        keep = _front_ids(cand_c, cand_v, lexkey, 1, tol) < 1
+        value, cost, parent, option, lexkey = cand_v[keep], cand_c[keep], parent[keep], option[keep], lexkey[keep]
+        lexrank = np.empty(lexkey.size, dtype=np.int64)
+        lexrank[np.argsort(lexkey, kind="stable")] = np.arange(lexkey.size)
+        parents.append(parent)
+        choices.append(option)
+    strict = np.flatnonzero(_front_ids(cost, value, lexrank, 1, 0.0) < 1)
+    order = strict[np.lexsort((lexrank[strict], -value[strict], cost[strict]))]
+    out = []
+    for s in order:
+        idx = np.empty(L, dtype=np.int64)
+        node = s
+        for l in range(L - 1, -1, -1):
+            idx[l] = choices[l][node]
+            node = parents[l][node]
+        out.append((cost[s].item(), float(value[s]), idx))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# searches for objectives that are not additive (a learned predictor, a measured metric, ...)
+
+
+def _ranked_archive(archive: dict[tuple[int, ...], tuple[float, float]], k: int) -> list[tuple[float, np.ndarray]]:
+    """Best k of the evaluated feasible subnets, in the same order ``top_k`` uses."""
+    items = sorted(archive.items(), key=lambda kv: (-kv[1][0], kv[1][1], kv[0]))[:k]
+    return [(score, np.array(key, dtype=np.int64)) for key, (score, _) in items]
+
+
+def random_search(objective: Callable[[np.ndarray], float], n_options: Sequence[int], *,
+                  cost: Callable[[np.ndarray], float] | None = None, budget: float = np.inf,
+                  evaluations: int = 200, k: int = 10, seed: int = 0) -> list[tuple[float, np.ndarray]]:
+    """Uniform random subnets: the baseline every smarter search must beat.
+
+    Only subnets within ``budget`` (by ``cost``, which should be cheap) are scored; ``evaluations``
+    counts calls of ``objective``. Returns the best k distinct subnets found, best first.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = np.asarray(n_options, dtype=np.int64)
+    archive: dict[tuple[int, ...], tuple[float, float]] = {}
+    draws, max_draws = 0, 1000 * max(evaluations, 1)
+    while len(archive) < evaluations and draws < max_draws:
+        draws += 1
+        idx = (rng.random(sizes.size) * sizes).astype(np.int64)
+        key = tuple(int(i) for i in idx)
+        if key in archive:
+            continue
+        c = float(cost(idx)) if cost is not None else 0.0
+        if c > budget:
+            continue
+        archive[key] = (float(objective(idx)), c)
+    return _ranked_archive(archive, k)
+
+
+def nsga2_search(objective: Callable[[np.ndarray], float], n_options: Sequence[int], *,
+                 cost: Callable[[np.ndarray], float], budget: float = np.inf, evaluations: int = 200,
+                 pop_size: int = 50, k: int = 10, seed: int = 0) -> list[tuple[float, np.ndarray]]:
+    """NSGA-II as LoNAS runs it: minimise (-score, cost) subject to cost <= budget.
+
+    Integer variables (one option index per layer), SBX crossover and polynomial mutation with
+    rounding, ``evaluations`` objective calls in all. Every feasible subnet evaluated on the way
+    is kept, and the best k of them are returned, best first.
+    """
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.core.problem import ElementwiseProblem
+    from pymoo.operators.crossover.sbx import SBX
+    from pymoo.operators.mutation.pm import PM
+    from pymoo.operators.repair.rounding import RoundingRepair
+    from pymoo.operators.sampling.rnd import IntegerRandomSampling
+    from pymoo.optimize import minimize
+
+    sizes = np.asarray(n_options, dtype=np.int64)
+    archive: dict[tuple[int, ...], tuple[float, float]] = {}
+    has_budget = bool(np.isfinite(budget))
+
+    class _Problem(ElementwiseProblem):
+        def __init__(self):
+            super().__init__(n_var=int(sizes.size), n_obj=2, n_ieq_constr=1 if has_budget else 0,
+                             xl=np.zeros(sizes.size), xu=(sizes - 1).astype(float), vtype=int)
+
+        def _evaluate(self, x, out, *args, **kwargs):
+            idx = np.clip(np.round(x).astype(np.int64), 0, sizes - 1)
+            c = float(cost(idx))
+            s = float(objective(idx))
+            if c <= budget:
+                archive[tuple(int(i) for i in idx)] = (s, c)
+            out["F"] = [-s, c]
+            if has_budget:
+                out["G"] = [c - budget]
+
+    algorithm = NSGA2(
+        pop_size=min(pop_size, max(evaluations, 2)),
+        sampling=IntegerRandomSampling(),
+        crossover=SBX(prob=0.9, eta=15, vtype=float, repair=RoundingRepair()),
+        mutation=PM(eta=20, vtype=float, repair=RoundingRepair()),
+        eliminate_duplicates=True,
+    )
+    minimize(_Problem(), algorithm, ("n_eval", evaluations), seed=seed, verbose=False)
+    return _ranked_archive(archive, k)
+
+
+# --------------------------------------------------------------------------------------------------
+# ranking a CapacityTable's subnets under a budget; ranked.json
+
+BY = ("params", "macs")
+
+
+@dataclass
+class BudgetInfo:
+    """A budget resolved against a table, counted the way the ranking counts it.
+
+    ``params`` are whole-model parameters: embeddings, final norm and an untied LM head
+    (``table.fixed_params``) plus the blocks, so 0.8 means 80% of the checkpoint. ``macs`` are
+    per-token multiply-accumulates including the LM head (``table.fixed_macs``). LoRA A/B
+    parameters (and their MACs) count only with ``include_lora``.
+    """
+
+    by: str
+    include_lora: bool
+    absolute: int      # the budget in params or MACs
+    full: int          # the unpruned model (all heads, full FFN; LoRA at each group's largest rank)
+    minimal: int       # the smallest subnet of the space
+    maximal: int       # the largest subnet of the space
+    fixed: int         # the part outside the blocks that every subnet pays
+
+    @property
+    def fraction(self) -> float:
+        return self.absolute / self.full
+
+
+def _layer_costs(table, by: str, include_lora: bool) -> tuple[list[np.ndarray], int]:
+    from .errors import UserError
+
+    if by not in BY:
+        raise UserError(f"unknown budget unit {by!r}; choose one of: {', '.join(BY)}")
+    column = table.params if by == "params" else table.macs
+    fixed = table.fixed_params if by == "params" else table.fixed_macs
+    if include_lora:
+        column = [c + lp for c, lp in zip(column, table.lora_params)]
+    return [np.asarray(c, dtype=np.int64) for c in column], int(fixed)
+
+
+def _full_model_cost(table, by: str, include_lora: bool) -> int:
+    """Params or MACs of the unpruned model, from its geometry (the space may not contain it)."""
+    from . import cost
+    from .space import LayerChoice
+
+    adapter = table.adapter
+    space = table.space
+    total = table.fixed_params if by == "params" else table.fixed_macs
+    for i in range(table.num_layers):
+        geo = adapter.geometry(i)
+        ranks = tuple((g, max(r)) for g, r in sorted(space.layers[i].ranks.items()))
+        choice = LayerChoice(geo.num_heads, geo.ffn_dim, ranks)
+        if by == "params":
+            total += cost.block_params(geo, choice, config=adapter.config, lora=space.lora, include_lora=include_lora)
+        else:
+            total += cost.block_macs(geo, choice, config=adapter.config, seq_len=getattr(table, "seq_len", 1),
+                                     lora=space.lora, include_lora=include_lora)
+    return int(total)
+
+
+def resolve_budget(table, budget: float, *, by: str = "params", include_lora: bool = False) -> BudgetInfo:
+    """Turn ``budget`` (absolute if > 1, else a fraction of the full model) into a count."""
+    from .errors import UserError
+
+    costs, fixed = _layer_costs(table, by, include_lora)
+    if not np.isfinite(budget) or budget <= 0:
+        raise UserError(f"--budget must be a positive number (a fraction <= 1 of the full model or an absolute "
+                        f"{by} count), got {budget}")
+    full = _full_model_cost(table, by, include_lora)
+    absolute = int(np.floor(budget * full)) if budget <= 1 else int(np.floor(budget))
+    minimal = fixed + int(sum(int(c.min()) for c in costs))
+    maximal = fixed + int(sum(int(c.max()) for c in costs))
+    return BudgetInfo(by, include_lora, absolute, full, minimal, maximal, fixed)
+
+
+def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, alpha: float = 1.0,
+                 include_lora: bool = False) -> list[dict]:
+    """The exact ``top_k`` subnets of ``table.space`` by ZeroLM score within ``budget``.
+
+    ``budget`` > 1 is an absolute count of ``by`` (``params``: whole model including embeddings
+    and an untied LM head; ``macs``: per token including the LM head); ``budget`` <= 1 is a
+    fraction of the full unpruned model counted the same way. Entries are ranked.json's:
+    ``{"rank" (0-based), "score", "params", "macs", "subnet", "indices"}`` where ``params``/``macs``
+    count LoRA exactly when the budget does. An infeasible budget or a ``top_k`` larger than the
+    space raises ``UserError`` naming the smallest feasible budget. Fewer than ``top_k`` entries
+    come back only when fewer subnets fit the budget.
+    """
+    from .errors import UserError
+
+    if top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {top_k}")
+    space_size = table.space.size
+    if top_k > space_size:
+        raise UserError(f"--top-k {top_k} is larger than the search space ({space_size} subnets); "
+                        f"use --top-k {space_size} or less")
+    info = resolve_budget(table, budget, by=by, include_lora=include_lora)
+    if info.absolute < info.minimal:
+        raise UserError(
+            f"budget {info.absolute:,} {by} ({info.fraction:.3f} of the full model's {info.full:,}) is below the "
+            f"smallest subnet of the space ({info.minimal:,} {by} = {info.minimal / info.full:.3f}); "
+            f"use --budget {info.minimal / info.full:.4f} or --budget {info.minimal} or more"
+        )
+    costs, fixed = _layer_costs(table, by, include_lora)
+    values = table.layer_values(float(alpha))
+    found = _exact_top_k(values, costs, info.absolute - fixed, top_k)
+    entries = []
+    for rank, (score, idx) in enumerate(found):
+        entries.append({
+            "rank": rank,
+            "score": score,
+            "params": int(table.total_params(idx, include_lora=include_lora)),
+            "macs": int(table.total_macs(idx, include_lora=include_lora)),
+            "subnet": table.subnet_at(idx).to_dict(),
+            "indices": [int(i) for i in idx],
+        })
+    return entries
+
+
+def write_ranked(path: str, document: dict) -> None:
+    """Write ranked.json atomically (a temp file in the same folder, then ``os.replace``)."""
+    import json
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ranked-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(document, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_ranked(spec: str) -> list[dict]:
+    """Entries of a ranked.json; ``ranked.json#k`` selects the one with rank k (0-based, as written).
+
+    Each entry is ``{"rank", "score", "params", "macs", "subnet": {...}}``; turn ``subnet`` into a
+    ``Subnet`` with ``Subnet.from_dict``. The document's other keys (model, space, alpha, ...) are
+    copied into each entry under ``"source"`` so a caller holding one entry knows where it came from.
+    """
+    import json
+    import os
+
+    from .errors import UserError
+
+    path, _, pick = spec.partition("#")
+    if not os.path.isfile(path):
+        raise UserError(f"ranked file {path!r} not found; write one with `zerolm-prune rank ... --out {path}`")
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); rewrite it with `zerolm-prune rank`") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("subnets"), list):
+        raise UserError(f"{path} has no 'subnets' list; is it a ranked.json written by `zerolm-prune rank`?")
+    source = {k: v for k, v in doc.items() if k != "subnets"}
+    entries = []
+    for i, entry in enumerate(doc["subnets"]):
+        if not isinstance(entry, dict) or "subnet" not in entry:
+            raise UserError(f"{path}: entry {i} has no 'subnet'; rewrite the file with `zerolm-prune rank`")
+        entries.append({**entry, "rank": int(entry.get("rank", i)), "source": source})
+    if not pick:
+        return entries
+    try:
+        k = int(pick)
+    except ValueError:
+        raise UserError(f"{spec!r}: the part after '#' must be a rank index such as #0") from None
+    chosen = [e for e in entries if e["rank"] == k]
+    if not chosen:
+        ranks = [e["rank"] for e in entries]
+        span = f"{min(ranks)}..{max(ranks)}" if ranks else "none"
+        raise UserError(f"{path} has no subnet with rank {k} (ranks {span}); pick one of those")
+    return chosen[:1]

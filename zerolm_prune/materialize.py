@@ -1,0 +1,316 @@
+"""Apply a Subnet to a model: physically smaller projections, not masks.
+
+Why physical slicing: a masked model is as slow and as big as the original, and the only thing a
+user wants from pruning is a smaller checkpoint that loads everywhere. Each block keeps whole KV
+groups with their query heads (GQA), whole BERT/GPT-2 heads, and a subset of FFN channels; every
+tensor that touches a dropped head or channel shrinks together (q/k/v rows and o columns;
+gate/up rows and down columns; GPT-2's fused ``c_attn`` in its q, k and v parts). A peft LoRA
+adapter on the model shrinks with its base layers (``lora_B`` rows, ``lora_A`` columns) and its
+ranks are truncated LoNAS-style (``A[:r]``, ``B[:, :r]``, scale alpha/r_max kept).
+
+Channel order: ``prefix`` keeps the first heads/channels (LoNAS's elastic training trained
+exactly those prefixes); ``capacity`` keeps the ones with the highest data-free capacity
+(``zerolm_prune.proxy.importance``). Kept indices are applied in ascending order, so the result
+is a plain sub-network and a prefix stays a prefix.
+
+Every layer keeps at least one KV group and one FFN channel: LoNAS never drops a whole block,
+and a zero-width Linear breaks several attention kernels, so heads=0 / ffn=0 is a UserError.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .models import get_adapter
+from .models.base import ArchAdapter, LayerGeometry, Projection
+from .space import LayerChoice, Subnet
+
+ORDERS = ("prefix", "capacity")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """What one block keeps: KV groups (ascending), query heads, FFN channels."""
+
+    index: int
+    geometry: LayerGeometry
+    choice: LayerChoice
+    groups: tuple[int, ...]
+    channels: tuple[int, ...]
+
+    @property
+    def heads(self) -> list[int]:
+        per = self.geometry.heads_per_kv_group
+        return [g * per + j for g in self.groups for j in range(per)]
+
+    @property
+    def num_kv_heads(self) -> int:
+        return len(self.groups) if self.geometry.num_kv_heads != self.geometry.num_heads else len(self.heads)
+
+    def q_rows(self) -> list[int]:
+        hd = self.geometry.head_dim
+        return [h * hd + d for h in self.heads for d in range(hd)]
+
+    def kv_rows(self) -> list[int]:
+        hd = self.geometry.head_dim
+        kv_heads = self.groups if self.geometry.num_kv_heads != self.geometry.num_heads else self.heads
+        return [g * hd + d for g in kv_heads for d in range(hd)]
+
+    def indices(self, proj: Projection) -> tuple[list[int] | None, list[int] | None]:
+        """(kept output rows, kept input columns) of ``proj`` in (out, in) convention; None = all."""
+        geo = self.geometry
+        heads_cut = len(self.heads) < geo.num_heads
+        ffn_cut = len(self.channels) < geo.ffn_dim
+        role = proj.role
+        if role == "q":
+            return (self.q_rows() if heads_cut else None), None
+        if role in ("k", "v"):
+            return (self.kv_rows() if heads_cut else None), None
+        if role == "o":
+            return None, (self.q_rows() if heads_cut else None)
+        if role == "qkv":  # GPT-2 fused: [q | k | v], each num_heads*head_dim wide
+            if not heads_cut:
+                return None, None
+            width, rows = geo.attn_width, self.q_rows()
+            return [part * width + r for part in range(3) for r in rows], None
+        if role in ("gate", "up"):
+            return (list(self.channels) if ffn_cut else None), None
+        if role == "down":
+            return None, (list(self.channels) if ffn_cut else None)
+        raise ValueError(f"unknown projection role {role!r}")
+
+
+def check_subnet(subnet: Subnet, adapter: ArchAdapter) -> None:
+    """One-line UserErrors for subnets that do not fit the model."""
+    if subnet.num_layers != adapter.num_layers:
+        raise UserError(
+            f"subnet has {subnet.num_layers} layers but the model has {adapter.num_layers}; "
+            "rank subnets for this model (zerolm-prune rank) or pick the matching ranked.json"
+        )
+    for i, choice in enumerate(subnet.layers):
+        geo = adapter.geometry(i)
+        per = geo.heads_per_kv_group
+        if not 1 <= choice.heads <= geo.num_heads:
+            raise UserError(f"layer {i}: {choice.heads} heads kept but the layer has {geo.num_heads}; "
+                            f"keep between {per} and {geo.num_heads} (whole layers cannot be dropped)")
+        if choice.heads % per:
+            raise UserError(f"layer {i}: {choice.heads} heads would split a KV group of {per} query heads; "
+                            f"use a multiple of {per}")
+        if not 1 <= choice.ffn <= geo.ffn_dim:
+            raise UserError(f"layer {i}: FFN width {choice.ffn} is outside 1..{geo.ffn_dim} (the original width)")
+
+
+def plan_layer(adapter: ArchAdapter, model: nn.Module, index: int, choice: LayerChoice, order: str) -> LayerPlan:
+    """Decide which KV groups and channels of block ``index`` survive."""
+    geo = adapter.geometry(index)
+    n_groups = geo.num_kv_heads if geo.num_kv_heads != geo.num_heads else geo.num_heads
+    keep_groups = choice.heads // geo.heads_per_kv_group
+    if order == "prefix":
+        group_order: Sequence[int] = range(n_groups)
+        channel_order: Sequence[int] = range(geo.ffn_dim)
+    else:
+        try:
+            from .proxy.importance import ffn_channel_order, head_group_order
+        except ImportError as err:  # pragma: no cover - depends on the proxy module being present
+            raise UserError(f"order 'capacity' needs zerolm_prune.proxy.importance ({err}); use --order prefix") from None
+        group_order = head_group_order(adapter, model, index, "capacity") if keep_groups < n_groups else range(n_groups)
+        channel_order = (ffn_channel_order(adapter, model, index, "capacity")
+                         if choice.ffn < geo.ffn_dim else range(geo.ffn_dim))
+    groups = tuple(sorted(int(g) for g in list(group_order)[:keep_groups]))
+    channels = tuple(sorted(int(c) for c in list(channel_order)[: choice.ffn]))
+    if len(set(groups)) != keep_groups or len(set(channels)) != choice.ffn:
+        raise RuntimeError(f"layer {index}: the {order} order returned duplicate or too few indices")
+    return LayerPlan(index, geo, choice, groups, channels)
+
+
+# ---- slicing ------------------------------------------------------------------------------------
+
+def _slice_weight(weight: torch.Tensor, rows: list[int] | None, cols: list[int] | None, transposed: bool) -> torch.Tensor:
+    """Copy of ``weight`` restricted to (out rows, in cols); Conv1D stores (in, out)."""
+    w = weight.detach()
+    out_dim, in_dim = (1, 0) if transposed else (0, 1)
+    if rows is not None:
+        w = w.index_select(out_dim, torch.tensor(rows, device=w.device))
+    if cols is not None:
+        w = w.index_select(in_dim, torch.tensor(cols, device=w.device))
+    return w.clone() if w.data_ptr() == weight.data_ptr() else w.contiguous()
+
+
+def _new_projection(base: nn.Module, rows: list[int] | None, cols: list[int] | None, transposed: bool) -> nn.Module:
+    weight = _slice_weight(base.weight, rows, cols, transposed)
+    bias = base.bias
+    if bias is not None:
+        bias = bias.detach()
+        bias = bias.index_select(0, torch.tensor(rows, device=bias.device)) if rows is not None else bias.clone()
+    if transposed:
+        from transformers.pytorch_utils import Conv1D
+
+        with torch.device("meta"):
+            new = Conv1D(weight.shape[1], weight.shape[0])
+        new.weight = nn.Parameter(weight, requires_grad=base.weight.requires_grad)
+        new.bias = nn.Parameter(bias, requires_grad=base.bias.requires_grad) if bias is not None else None
+        return new
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    new.weight = nn.Parameter(weight, requires_grad=base.weight.requires_grad)
+    if bias is not None:
+        new.bias = nn.Parameter(bias, requires_grad=base.bias.requires_grad)
+    return new
+
+
+def _is_lora(module: nn.Module) -> bool:
+    return hasattr(module, "base_layer") and hasattr(module, "lora_A") and hasattr(module, "lora_B")
+
+
+def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, name, new)
+
+
+def slice_projection(layer: nn.Module, proj: Projection, rows: list[int] | None, cols: list[int] | None) -> None:
+    """Shrink one projection (and the LoRA adapter on it, if any) in place of the old module."""
+    if rows is None and cols is None:
+        return
+    module = layer.get_submodule(proj.path)
+    if _is_lora(module):
+        if getattr(module, "use_dora", {}) and any(module.use_dora.values()):
+            raise UserError("DoRA adapters cannot be sliced (their magnitude vectors depend on the full weight); "
+                            "merge the adapter first or use plain LoRA")
+        module.base_layer = _new_projection(module.base_layer, rows, cols, proj.transposed)
+        for name, lora_a in module.lora_A.items():
+            lora_b = module.lora_B[name]
+            if cols is not None:
+                lora_a.weight = nn.Parameter(_slice_weight(lora_a.weight, None, cols, False),
+                                             requires_grad=lora_a.weight.requires_grad)
+                lora_a.in_features = len(cols)
+            if rows is not None:
+                lora_b.weight = nn.Parameter(_slice_weight(lora_b.weight, rows, None, False),
+                                             requires_grad=lora_b.weight.requires_grad)
+                lora_b.out_features = len(rows)
+                if lora_b.bias is not None:
+                    lora_b.bias = nn.Parameter(lora_b.bias.detach()[rows].clone())
+        if cols is not None:
+            module.in_features = len(cols)
+        if rows is not None:
+            module.out_features = len(rows)
+        return
+    _set_submodule(layer, proj.path, _new_projection(module, rows, cols, proj.transposed))
+
+
+def truncate_lora_ranks(adapter: ArchAdapter, layer: nn.Module, index: int, choice: LayerChoice,
+                        groups: dict[str, Sequence[str]] | None = None) -> int:
+    """Cut each LoRA group's rank to the subnet's choice; returns how many modules changed.
+
+    LoNAS scaling: the scale stays alpha / r_max (what elastic training used), so ``scaling`` is
+    left alone and only ``r`` and the A/B shapes change.
+    """
+    from .lora import truncate_module
+
+    groups = dict(groups or adapter.lora_groups)
+    changed = 0
+    for group, rank in choice.ranks:
+        names = groups.get(group)
+        if names is None:
+            raise UserError(f"layer {index}: LoRA group {group!r} is not one of {sorted(groups)}")
+        for proj in adapter.projections:
+            if adapter.target_name(proj) not in names and proj.name not in names:
+                continue
+            module = layer.get_submodule(proj.path)
+            if _is_lora(module):
+                changed += truncate_module(module, rank, where=f"layer {index} {proj.path}")
+    return changed
+
+
+# ---- config -------------------------------------------------------------------------------------
+
+def stock_expressible(adapter: ArchAdapter, shapes: list[dict[str, int]]) -> bool:
+    """Can a stock config of this family describe these (uniform) shapes?
+
+    BERT and GPT-2 derive the head size from hidden/heads, so fewer heads need our code; LLaMA
+    configs carry ``head_dim`` but transformers 5 still demands hidden % heads == 0.
+    """
+    if len({tuple(sorted(s.items())) for s in shapes}) != 1:
+        return False
+    geo0 = adapter._base_geometry(0)
+    heads = shapes[0]["num_attention_heads"]
+    if adapter.family == "llama":
+        return adapter.hidden_size % heads == 0
+    return heads == geo0.num_heads
+
+
+def update_config(config: Any, adapter: ArchAdapter, shapes: list[dict[str, int]]) -> None:
+    """Record the new shapes: plain fields when stock can express them, else ``layer_shapes``."""
+    head_dim = adapter.geometry(0).head_dim
+    if stock_expressible(adapter, shapes):
+        s = shapes[0]
+        if adapter.family == "llama":
+            config.head_dim = head_dim  # Qwen2-style configs derive it from hidden/heads otherwise
+            config.num_attention_heads = s["num_attention_heads"]
+            config.num_key_value_heads = s["num_key_value_heads"]
+            config.intermediate_size = s["intermediate_size"]
+        elif adapter.family == "bert":
+            config.intermediate_size = s["intermediate_size"]
+        else:
+            config.n_inner = s["intermediate_size"]
+        if getattr(config, "layer_shapes", None) is not None:
+            config.layer_shapes = None
+            try:
+                delattr(config, "layer_shapes")
+            except AttributeError:
+                pass
+    else:
+        config.layer_shapes = [dict(s) for s in shapes]
+
+
+def _base_config(model: nn.Module) -> Any:
+    get_base = getattr(model, "get_base_model", None)
+    inner = get_base() if callable(get_base) else model
+    return inner.config
+
+
+def materialize(model: nn.Module, subnet: Subnet, *, order: str = "prefix", adapter: ArchAdapter | None = None,
+                inplace: bool = False, lora_groups: dict[str, Sequence[str]] | None = None) -> nn.Module:
+    """Return ``model`` cut down to ``subnet`` (a copy unless ``inplace``).
+
+    ``inplace=True`` is what the CLI uses: old tensors are freed layer by layer, so peak memory
+    stays near one model. A peft-wrapped model keeps its LoRA modules, sliced and rank-truncated
+    (see ``zerolm_prune.lora`` to merge or export them). ``lora_groups`` overrides the adapter's
+    LoNAS groups (``SearchSpace.lora["groups"]``).
+    """
+    if order not in ORDERS:
+        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)}")
+    if not inplace:
+        model = copy.deepcopy(model)
+    adapter = adapter or get_adapter(model)
+    check_subnet(subnet, adapter)
+    layers = adapter.layers(model)
+    shapes: list[dict[str, int]] = []
+    with torch.no_grad():
+        for index, choice in enumerate(subnet.layers):
+            plan = plan_layer(adapter, model, index, choice, order)
+            layer = layers[index]
+            for proj in adapter.projections:
+                rows, cols = plan.indices(proj)
+                slice_projection(layer, proj, rows, cols)
+            from .modeling.modeling_zerolm import set_block_sizes
+
+            set_block_sizes(layer, adapter.family, len(plan.heads), plan.num_kv_heads, choice.ffn,
+                            plan.geometry.head_dim)
+            if choice.ranks:
+                truncate_lora_ranks(adapter, layer, index, choice, lora_groups)
+            shapes.append({"num_attention_heads": len(plan.heads), "num_key_value_heads": plan.num_kv_heads,
+                           "intermediate_size": choice.ffn})
+    update_config(_base_config(model), adapter, shapes)
+    return model
+
+
+def prunable_indices(adapter: ArchAdapter, model: nn.Module, subnet: Subnet, order: str = "prefix") -> list[LayerPlan]:
+    """The per-layer plans ``materialize`` would apply (for reports and masked references)."""
+    check_subnet(subnet, get_adapter(model) if adapter is None else adapter)
+    return [plan_layer(adapter, model, i, c, order) for i, c in enumerate(subnet.layers)]

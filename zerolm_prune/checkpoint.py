@@ -1,0 +1,330 @@
+"""Save pruned models so that they load everywhere, exactly; load them back.
+
+Why it matters: "I cannot load the pruned model" is the top complaint against every structured
+pruning tool. A folder written here holds safetensors weights, a config that records per-layer
+shapes, the tokenizer and a model card, and loads three ways:
+
+* uniform shapes: the config is a plain stock config (no ``layer_shapes``, no remote code), so
+  any stock loader or serving engine reads it;
+* per-layer shapes: ``config.layer_shapes`` plus ``modeling_zerolm.py`` copied into the folder and
+  named in ``auto_map``, so ``AutoModelForCausalLM.from_pretrained(dir, trust_remote_code=True)``
+  (``AutoModel`` for BERT) works where zerolm_prune is not installed;
+* ``load_pruned`` here, which uses the same modelling code from the package (no remote code).
+
+Writes are atomic: everything goes to a hidden temp folder next to the target and is renamed into
+place at the end, so an interrupted save never leaves a folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .errors import UserError
+
+FORMAT_VERSION = 1
+MODELING_FILE = "modeling_zerolm.py"
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("zerolm_prune")
+    except Exception:  # pragma: no cover - running from a source tree without metadata
+        return "0+unknown"
+
+
+def _source_dir(model: nn.Module) -> Path | None:
+    name = getattr(model.config, "_name_or_path", "") or ""
+    path = Path(name).expanduser()
+    return path.resolve() if name and path.is_dir() else None
+
+
+def _check_target(out: Path, model: nn.Module, overwrite: bool) -> None:
+    source = _source_dir(model)
+    if source is not None and (out == source or source in out.parents or out in source.parents):
+        raise UserError(f"{out} is (or contains) the source checkpoint {source}; choose another --out folder")
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"{out} exists and is not a folder; choose another --out")
+        if any(out.iterdir()) and not overwrite:
+            raise UserError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+
+
+def pruned_metadata(model: nn.Module, *, subnet: Any = None, source: str | None = None,
+                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``"zerolm_prune"`` block of config.json (what ``loading.is_pruned_folder`` looks for)."""
+    meta: dict[str, Any] = {
+        "version": FORMAT_VERSION,
+        "package_version": _package_version(),
+        "source": source or getattr(model.config, "_name_or_path", None) or None,
+        "format": "layer_shapes" if getattr(model.config, "layer_shapes", None) else "stock",
+    }
+    if subnet is not None:
+        meta["subnet"] = subnet.to_dict() if hasattr(subnet, "to_dict") else subnet
+    if extra:
+        meta.update(extra)
+    return meta
+
+
+def _rewrite_config(folder: Path, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Point a non-uniform config at the shipped modelling code; add our metadata block."""
+    from .modeling.modeling_zerolm import ARCHITECTURES, AUTO_MAP
+
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config.pop("_name_or_path", None)
+    if config.get("layer_shapes"):
+        model_type = config.get("model_type")
+        archs = config.get("architectures") or [type(model).__name__]
+        ours = [ARCHITECTURES.get(a, a) for a in archs]
+        if model_type not in AUTO_MAP or not all(a in ARCHITECTURES.values() for a in ours):
+            raise UserError(f"per-layer shapes are not supported for {model_type} {archs}; use a uniform subnet")
+        config["architectures"] = ours
+        config["auto_map"] = {auto: f"modeling_zerolm.{cls}" for auto, cls in AUTO_MAP[model_type].items()}
+        shutil.copyfile(Path(__file__).parent / "modeling" / MODELING_FILE, folder / MODELING_FILE)
+    else:
+        config.pop("layer_shapes", None)
+        config.pop("auto_map", None)
+        config["architectures"] = [a.replace("ZeroLM", "", 1) if a.startswith("ZeroLM") else a
+                                   for a in config.get("architectures") or [type(model).__name__]]
+    config["zerolm_prune"] = meta
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return config
+
+
+def _publishable_model(model: nn.Module) -> nn.Module:
+    if callable(getattr(model, "get_base_model", None)) and hasattr(model, "peft_config"):
+        raise UserError("the model still carries a peft adapter; merge it (--merge) or save the adapter separately")
+    return model
+
+
+def save_pretrained(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None, subnet: Any = None,
+                    card: dict[str, Any] | None = None, overwrite: bool = False, source: str | None = None,
+                    metadata: dict[str, Any] | None = None, extra_files: dict[str, str | Path] | None = None) -> Path:
+    """Write ``model`` (already materialized) to ``out_dir`` atomically; returns the folder.
+
+    ``card``: fields for the model card (see ``zerolm_prune.modelcard.render``); a README.md is
+    written whenever a card or a subnet is given. ``extra_files``: name -> path or folder copied in
+    (e.g. an exported LoRA adapter). Refuses to write over the source checkpoint, and over an
+    existing non-empty folder unless ``overwrite``.
+    """
+    model = _publishable_model(model)
+    out = Path(out_dir).expanduser().resolve()
+    _check_target(out, model, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        meta = pruned_metadata(model, subnet=subnet, source=source, extra=metadata)
+        _rewrite_config(tmp, model, meta)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        for name, src in (extra_files or {}).items():
+            src = Path(src)
+            if src.is_dir():
+                shutil.copytree(src, tmp / name)
+            else:
+                shutil.copyfile(src, tmp / name)
+        if card is not None or subnet is not None:
+            from .modelcard import render
+
+            fields = dict(card or {})
+            fields.setdefault("base_model", meta.get("source"))
+            fields.setdefault("params_after", sum(p.numel() for p in model.parameters()))
+            if subnet is not None:
+                fields.setdefault("subnet", meta["subnet"])
+            fields.setdefault("format", meta["format"])
+            (tmp / "README.md").write_text(render(fields))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an old ``out`` is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "x")
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{folder}: no config.json; pass a folder written by zerolm-prune prune")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
+def model_class_for(config: dict[str, Any]) -> type:
+    """The class that rebuilds a saved folder: ours for per-layer shapes, stock otherwise."""
+    import transformers
+
+    from .modeling import modeling_zerolm
+
+    archs = config.get("architectures") or []
+    if not archs:
+        raise UserError("config.json lists no architectures; cannot tell which model class to build")
+    name = archs[0]
+    if config.get("layer_shapes"):
+        name = modeling_zerolm.ARCHITECTURES.get(name, name)
+        cls = getattr(modeling_zerolm, name, None)
+    else:
+        name = name.replace("ZeroLM", "", 1) if name.startswith("ZeroLM") else name
+        cls = getattr(transformers, name, None)
+    if cls is None:
+        raise UserError(f"unknown architecture {archs[0]!r} in config.json")
+    return cls
+
+
+def load_pruned(folder: str | Path, device: str | None = None, *, dtype: Any = None) -> tuple[nn.Module, Any]:
+    """Rebuild a saved folder exactly: ``(model, tokenizer or None)``, in eval mode.
+
+    Uses the package's copy of the modelling code, never the folder's (no remote code runs).
+    """
+    import torch
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = Path(folder)
+    raw = read_config(folder)
+    cls = model_class_for(raw)
+    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    model = cls.from_pretrained(str(folder), config=config, dtype=dtype or torch.float32)
+    model.eval()
+    if device:
+        model = model.to(device)
+    tokenizer = None
+    if (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return model, tokenizer
+
+
+# ---- DeciLM / nemotron-nas export -------------------------------------------------------------------
+
+def _find_multiple(n: int, k: int) -> int:
+    return n if n % k == 0 else n + k - n % k
+
+
+def decilm_ffn_mult(width: int, hidden: int) -> float | None:
+    """An ``ffn_mult`` that DeciLM turns back into exactly ``width``, or None if none exists.
+
+    DeciLM derives the FFN width as ``find_multiple(int(2 * ffn_mult * hidden / 3), 256)``, so only
+    multiples of 256 are reachable.
+    """
+    if width % 256:
+        return None
+    for mult in (round(1.5 * width / hidden, 6), round(1.5 * width / hidden, 10), 1.5 * width / hidden):
+        if _find_multiple(int(2 * mult * hidden / 3), 256) == width:
+            return mult
+    return None
+
+
+def decilm_block_configs(model_or_config: Any) -> list[dict[str, Any]]:
+    """``block_configs`` of NVIDIA's nemotron-nas (DeciLM) format for a materialized LLaMA-family model.
+
+    DeciLM keeps every layer's query heads and varies only the KV heads (``n_heads_in_group`` =
+    query heads per KV head) and the FFN width (``ffn_mult``). Our subnets drop whole KV groups
+    together with their query heads, so a subnet fits only if every layer keeps all query heads
+    and every FFN width is a multiple of 256; otherwise a UserError says why.
+    """
+    from .models import get_adapter
+
+    adapter = get_adapter(model_or_config)
+    if adapter.family != "llama":
+        raise UserError("the DeciLM (nemotron-nas) format exists for LLaMA-family models only")
+    config = adapter.config
+    full_heads = int(config.num_attention_heads)
+    blocks = []
+    for geo in adapter.geometries():
+        if geo.num_heads != full_heads:
+            raise UserError(f"layer {geo.index} keeps {geo.num_heads} of {full_heads} query heads; DeciLM keeps all "
+                            "query heads per layer, so only FFN-pruned subnets fit the nemotron-nas format")
+        mult = decilm_ffn_mult(geo.ffn_dim, adapter.hidden_size)
+        if mult is None:
+            raise UserError(f"layer {geo.index}: FFN width {geo.ffn_dim} is not a multiple of 256, which DeciLM's "
+                            "ffn_mult cannot express; pick FFN widths in steps of 256")
+        blocks.append({
+            "attention": {"n_heads_in_group": geo.num_heads // geo.num_kv_heads, "no_op": False,
+                          "replace_with_linear": False, "sparsify": None},
+            "ffn": {"ffn_mult": mult, "no_op": False, "replace_with_linear": False, "sparsify": None},
+        })
+    return blocks
+
+
+def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None, subnet: Any = None,
+                overwrite: bool = False, source: str | None = None) -> Path:
+    """Write a nemotron-nas (``DeciLMForCausalLM``) folder: LLaMA weight names, ``block_configs``.
+
+    vLLM serves this architecture natively; transformers needs NVIDIA's modelling code from the
+    hub (not shipped here), so ``load_decilm_as_llama`` reads it back for checks.
+    """
+    blocks = decilm_block_configs(model)
+    out = Path(out_dir).expanduser().resolve()
+    _check_target(out, model, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        path = tmp / "config.json"
+        config = json.loads(path.read_text())
+        for key in ("layer_shapes", "auto_map", "_name_or_path", "num_key_value_heads", "intermediate_size"):
+            config.pop(key, None)
+        config.update({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "block_configs": blocks})
+        meta = pruned_metadata(model, subnet=subnet, source=source)
+        meta["format"] = "nemotron-nas"
+        config["zerolm_prune"] = meta
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def decilm_layer_shapes(config: dict[str, Any]) -> list[dict[str, int]]:
+    """Per-layer shapes a nemotron-nas config describes (DeciLM's own width formula)."""
+    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+    shapes = []
+    for block in config["block_configs"]:
+        attn, ffn = block["attention"], block["ffn"]
+        if attn.get("no_op") or attn.get("replace_with_linear") or ffn.get("no_op") or ffn.get("replace_with_linear"):
+            raise UserError("no-op / linear-replacement blocks are not supported")
+        width = _find_multiple(int(2 * float(ffn["ffn_mult"]) * hidden / 3), 256)
+        shapes.append({"num_attention_heads": heads, "num_key_value_heads": heads // int(attn["n_heads_in_group"]),
+                       "intermediate_size": width})
+    return shapes
+
+
+def load_decilm_as_llama(folder: str | Path) -> nn.Module:
+    """Read a nemotron-nas folder into our per-layer LLaMA class (for round-trip checks)."""
+    import torch
+    from transformers import LlamaConfig
+
+    from .modeling.modeling_zerolm import ZeroLMLlamaForCausalLM
+
+    raw = read_config(folder)
+    shapes = decilm_layer_shapes(raw)
+    fields = {k: v for k, v in raw.items() if k not in ("block_configs", "model_type", "architectures", "zerolm_prune")}
+    fields["num_key_value_heads"] = fields["num_attention_heads"]
+    fields["intermediate_size"] = max(s["intermediate_size"] for s in shapes)
+    config = LlamaConfig(**fields)
+    config.layer_shapes = shapes
+    model = ZeroLMLlamaForCausalLM.from_pretrained(str(folder), config=config, dtype=torch.float32)
+    return model.eval()

@@ -22,6 +22,7 @@ ties that rounding could flip are never pruned (a tolerance far above float64 ro
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -477,10 +478,11 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
                         f"use --top-k {space_size} or less")
     info = resolve_budget(table, budget, by=by, include_lora=include_lora)
     if info.absolute < info.minimal:
+        smallest = math.ceil(info.minimal / info.full * 1e4) / 1e4  # rounded up so that it still fits
         raise UserError(
             f"budget {info.absolute:,} {by} ({info.fraction:.3f} of the full model's {info.full:,}) is below the "
-            f"smallest subnet of the space ({info.minimal:,} {by} = {info.minimal / info.full:.3f}); "
-            f"use --budget {info.minimal / info.full:.4f} or --budget {info.minimal} or more"
+            f"smallest subnet of the space ({info.minimal:,} {by}); use --budget {smallest:.4f} "
+            f"or --budget {info.minimal} or more"
         )
     costs, fixed = _layer_costs(table, by, include_lora)
     values = table.layer_values(float(alpha))

@@ -290,8 +290,8 @@ def load_space(source: str, *, model: str | None = None, ffn: Any = None, heads:
 
     ``ffn`` and ``heads`` are ratios of the model's geometry (lists or ``"1,0.875"`` strings),
     ``rank`` absolute LoRA ranks. Given with a recipe they replace that dimension's lists; given
-    with a MODEL they build the space (a MODEL alone gets ``DEFAULT_*_RATIOS``, or its shipped
-    recipe when one has its name). ``model`` names the model of an NNCF file (a MODEL or a recipe
+    with a MODEL they build the space (a MODEL alone gets ``DEFAULT_*_RATIOS``). A name of a
+    shipped recipe (``smollm2-135m``) means the recipe, which carries that model's config. ``model`` names the model of an NNCF file (a MODEL or a recipe
     whose config and LoRA settings are used), or replaces a recipe's ``model``.
     """
     from .errors import UserError
@@ -300,7 +300,7 @@ def load_space(source: str, *, model: str | None = None, ffn: Any = None, heads:
     given = any(v is not None for v in (ffn_r, heads_r, rank_l))
     path = Path(source).expanduser()
     if not path.is_file():
-        path = recipe_path(source) if not given else None  # type: ignore[assignment]
+        path = recipe_path(source)  # type: ignore[assignment]  # a shipped recipe's name wins over a MODEL
     if path is not None and path.is_file():
         if path.suffix in (".yaml", ".yml"):
             base = load_recipe(path)
@@ -384,6 +384,12 @@ def default_lora(adapter: Any, r_max: int) -> dict[str, Any]:
     return lora
 
 
+def _round_half_up(x: float) -> int:
+    """Python's round() is banker's rounding (round(7.5) == 8 but round(6.5) == 6); ratios should
+    not depend on the parity of the result."""
+    return math.floor(x + 0.5 + 1e-9)
+
+
 def apply_ratios(base: SearchSpace, *, ffn: list[float] | None = None, heads: list[float] | None = None,
                  rank: list[int] | None = None) -> SearchSpace:
     """Replace the given dimensions of ``base`` by ratio-made lists (other dimensions kept).
@@ -405,10 +411,11 @@ def apply_ratios(base: SearchSpace, *, ffn: list[float] | None = None, heads: li
         new = LayerSpace(list(old.heads), list(old.ffn), {g: list(v) for g, v in old.ranks.items()})
         if heads is not None:
             group = geo.heads_per_kv_group
-            new.heads = _unique_desc([group * max(1, round(r * geo.num_kv_heads)) for r in heads])
+            new.heads = _unique_desc([group * max(1, _round_half_up(r * geo.num_kv_heads)) for r in heads])
         if ffn is not None:
             new.ffn = _unique_desc([
-                geo.ffn_dim if r == 1 else min(geo.ffn_dim, max(FFN_ROUND, round(geo.ffn_dim * r / FFN_ROUND) * FFN_ROUND))
+                geo.ffn_dim if r == 1
+                else min(geo.ffn_dim, max(FFN_ROUND, _round_half_up(geo.ffn_dim * r / FFN_ROUND) * FFN_ROUND))
                 for r in ffn
             ])
         if rank is not None and lora is not None:
@@ -792,7 +799,8 @@ def import_nncf(width: dict, path: str | Path, *, model: str | None = None) -> S
             raise _err(where, key, f"spans layers {sorted(layer_ids)}", "give one group per layer")
         layer = layer_ids.pop()
         if layer >= n:
-            raise _err(where, key, f"layer {layer} but the model has {n} layers", "check --model")
+            raise _err(where, key, f"refers to layer {layer} but the model has layers 0..{n - 1}",
+                       "pass the --model this NNCF file was written for")
         bases = [p for p in parsed if p[2] == "base"]  # type: ignore[index]
         if bases:
             modules = {p[1].module for p in bases}  # type: ignore[index]

@@ -290,3 +290,25 @@ def test_space_cli_json_and_out_round_trip(tmp_path, capsys):
     assert rows["heuristic"]["macs_per_token_seq128"] - rows["heuristic"]["macs_per_token"] == 2 * 64 * sum(heads) * 127
     again = load_space(str(out_file))
     assert again.layers == load_space("bert-base-lonas").layers and again.lora == data["space"]["lora"]
+
+
+def test_space_without_config_reads_the_named_models_config(tmp_path):
+    folder = tmp_path / "tiny"
+    tiny_llama_config().save_pretrained(folder)
+    space = SearchSpace([LayerSpace([8, 4], [96, 48])] * 3, model=str(folder))
+    path = tmp_path / "space.json"
+    path.write_text(space.to_json())
+    loaded = load_space(str(path))
+    assert loaded.config_object().num_key_value_heads == 2
+    validate_space(loaded)
+    with pytest.raises(UserError, match="config: missing"):
+        SearchSpace([LayerSpace([8], [96])]).config_object()
+
+
+def test_gpt2_ratio_space_heads_and_ffn():
+    from conftest import tiny_gpt2_config
+
+    space = apply_ratios(full_space(tiny_gpt2_config()), heads=[1, 0.5], ffn=[1, 0.5], rank=[4])
+    assert space.layers[0] == LayerSpace([4, 2], [80, 40], {"qkv": [4]})
+    assert space.lora == {"groups": {"qkv": ["c_attn"]}, "r_max": 4, "alpha": 8.0}
+    validate_space(space)

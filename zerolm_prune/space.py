@@ -154,8 +154,12 @@ class SearchSpace:
         from .errors import UserError
 
         if not self.config:
-            raise UserError(f"{self.source or self.name or 'search space'}: no embedded 'config'; add the model's "
-                            "architecture config to the recipe (or build the space from a MODEL)")
+            if self.model:  # an older or hand-written space: read the model's config.json (no weights)
+                from .loading import load_config
+
+                return load_config(self.model)
+            raise UserError(f"{self.source or self.name or 'search space'}: config: missing; add the model's "
+                            "architecture config (config.json) under config: or name a model")
         return config_from_dict(self.config)
 
     def adapter(self) -> Any:

@@ -1,0 +1,45 @@
+"""Data-free rankers of subnets: ZeroLM as published and the ones this project measured better.
+
+``get_ranker(name, **options)`` builds one; ``DEFAULT_RANKER`` is what ``rank``/``run`` use.
+Every ranker scores higher = better and names its provenance. See benchmarks/RANKING.md for the
+measured rank correlations with real perplexity that decide the default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import UserError
+from .base import Ranker, indices_in, space_of
+from .selfgen import FidelityRanker, SelfGenKLRanker
+from .weights import EnergyRanker, ParamsRanker, ZeroLMRanker
+
+RANKERS: dict[str, type[Ranker]] = {
+    "zerolm": ZeroLMRanker,
+    "params": ParamsRanker,
+    "energy": EnergyRanker,
+    "selfgen-kl": SelfGenKLRanker,
+    "fidelity": FidelityRanker,
+}
+
+#: decided by the held-out numbers in benchmarks/RANKING.md
+DEFAULT_RANKER = "zerolm"
+
+
+def available_rankers() -> list[str]:
+    return list(RANKERS)
+
+
+def get_ranker(name: str | None = None, **options: Any) -> Ranker:
+    """A ranker by registry name (``None`` -> ``DEFAULT_RANKER``); ``options`` set its fields."""
+    name = name or DEFAULT_RANKER
+    cls = RANKERS.get(name)
+    if cls is None:
+        raise UserError(f"unknown ranker {name!r}; choose one of: {', '.join(RANKERS)}")
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise UserError(f"ranker {name!r}: {err}") from None
+
+
+__all__ = ["DEFAULT_RANKER", "RANKERS", "Ranker", "available_rankers", "get_ranker", "indices_in", "space_of"]

@@ -1,0 +1,94 @@
+"""Run a subnet of a loaded model without copying it: slice the block weights in place, restore after.
+
+Why not ``materialize``: rankers that measure a subnet's behaviour (the fidelity second stage, the
+ground-truth harness) evaluate dozens of subnets of one model. Swapping in sliced views of the
+original weights costs no copy of the model and runs at the subnet's own (smaller) cost; the
+original tensors are put back when the context exits, even on error. Slicing whole KV groups keeps
+``num_key_value_groups`` (query heads per KV head) unchanged, so stock LLaMA/BERT attention code
+runs the smaller shapes as they are (it reshapes with ``-1`` heads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+
+def _kept_heads(geo, heads: int, group_order: Sequence[int] | None) -> tuple[list[int], list[int]]:
+    """(query head indices, KV head indices) kept when ``heads`` query heads stay."""
+    per = geo.heads_per_kv_group
+    if heads % per:
+        raise UserError(f"layer {geo.index}: {heads} heads is not a multiple of {per} query heads per KV group")
+    groups = heads // per
+    order = list(group_order) if group_order is not None else list(range(geo.num_kv_heads))
+    kept_groups = sorted(order[:groups])
+    if geo.num_kv_heads == geo.num_heads:  # multi-head attention: a group is one head
+        return kept_groups, kept_groups
+    q = [g * per + j for g in kept_groups for j in range(per)]
+    return q, kept_groups
+
+
+def _rows(index: list[int], head_dim: int) -> torch.Tensor:
+    return torch.tensor([h * head_dim + d for h in index for d in range(head_dim)], dtype=torch.long)
+
+
+@contextlib.contextmanager
+def sliced(model: nn.Module, subnet, *, adapter=None, orders: dict | None = None) -> Iterator[nn.Module]:
+    """Inside the ``with`` block ``model`` computes ``subnet``; weights are restored on exit.
+
+    ``orders`` optionally maps layer index -> {"heads": KV-group order, "ffn": channel order}
+    (most important first); prefix slicing (LoNAS) when absent.
+    """
+    from ..models import get_adapter
+
+    adapter = adapter or get_adapter(model)
+    if getattr(adapter, "family", "") == "gpt2":
+        raise UserError("in-place slicing does not support GPT-2's fused Conv1D attention; materialize the subnet instead")
+    layers = adapter.layers(model)
+    if subnet.num_layers != len(layers):
+        raise UserError(f"subnet has {subnet.num_layers} layers, the model has {len(layers)}")
+    saved: list[tuple[nn.Module, str, torch.nn.Parameter]] = []
+
+    def swap(module: nn.Module, name: str, value: torch.Tensor) -> None:
+        saved.append((module, name, getattr(module, name)))
+        setattr(module, name, nn.Parameter(value, requires_grad=False))
+
+    try:
+        for i, (layer, choice) in enumerate(zip(layers, subnet.layers)):
+            geo = adapter.geometry(i)
+            order = (orders or {}).get(i, {})
+            if choice.heads != geo.num_heads or order.get("heads") is not None:
+                q_idx, kv_idx = _kept_heads(geo, choice.heads, order.get("heads"))
+                q_rows, kv_rows = _rows(q_idx, geo.head_dim), _rows(kv_idx, geo.head_dim)
+                for proj in adapter.attn_projections:
+                    mod = adapter.projection_module(layer, proj)
+                    mod = getattr(mod, "base_layer", mod)
+                    if proj.role in ("q", "k", "v"):
+                        rows = q_rows if proj.role == "q" else kv_rows
+                        swap(mod, "weight", mod.weight.data.index_select(0, rows))
+                        if getattr(mod, "bias", None) is not None:
+                            swap(mod, "bias", mod.bias.data.index_select(0, rows))
+                    elif proj.role == "o":
+                        swap(mod, "weight", mod.weight.data.index_select(1, q_rows))
+            if choice.ffn != geo.ffn_dim or order.get("ffn") is not None:
+                ffn_order = order.get("ffn")
+                idx = sorted(ffn_order[: choice.ffn]) if ffn_order is not None else list(range(choice.ffn))
+                ch = torch.tensor(idx, dtype=torch.long)
+                for proj in adapter.ffn_projections:
+                    mod = adapter.projection_module(layer, proj)
+                    mod = getattr(mod, "base_layer", mod)
+                    if proj.role in ("gate", "up"):
+                        swap(mod, "weight", mod.weight.data.index_select(0, ch))
+                        if getattr(mod, "bias", None) is not None:
+                            swap(mod, "bias", mod.bias.data.index_select(0, ch))
+                    elif proj.role == "down":
+                        swap(mod, "weight", mod.weight.data.index_select(1, ch))
+        yield model
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)

@@ -1,0 +1,156 @@
+"""``zerolm-prune prune MODEL --subnet ranked.json#k --out DIR``: write a physically smaller model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .common import add_model_options
+
+ORDER = 40
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "prune",
+        help="materialize one ranked subnet as a smaller checkpoint (safetensors, config, tokenizer, card)",
+        description="Cut MODEL down to a subnet and save it. The folder loads with "
+        "`zerolm_prune.checkpoint.load_pruned`, and with stock transformers: a plain stock config when every "
+        "layer has the same shape, otherwise `from_pretrained(DIR, trust_remote_code=True)` using the "
+        "modelling code shipped in the folder.\n\nExamples:\n"
+        "  zerolm-prune prune smollm2-135m --subnet ranked.json#0 --out pruned/\n"
+        "  zerolm-prune prune llama-folder --subnet best.json --adapter lonas-adapter/ --merge --out pruned/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="built-in asset (smollm2-135m, minilm-l6), local folder or hub id")
+    p.add_argument("--subnet", required=True, metavar="FILE[#k]",
+                   help="ranked.json from `zerolm-prune rank` (#k picks entry k, 0-based; default #0) or a Subnet JSON file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
+    p.add_argument("--order", choices=("prefix", "capacity"), default=None,
+                   help="which heads/channels to keep: prefix (LoNAS) or capacity (data-free importance); "
+                   "default: the order the ranked file was scored with, else prefix")
+    p.add_argument("--adapter", metavar="PEFT_DIR", default=None,
+                   help="a peft LoRA adapter (current or LoNAS release format); its ranks follow the subnet")
+    p.add_argument("--merge", action="store_true",
+                   help="merge the truncated LoRA into the weights (default: save it as DIR/adapter, a stock peft adapter)")
+    p.add_argument("--format", choices=("auto", "nemotron-nas"), default="auto",
+                   help="auto: stock config or per-layer shapes; nemotron-nas: DeciLM block_configs (FFN-only subnets)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def read_subnet(spec: str) -> tuple[Any, dict[str, Any]]:
+    """``(Subnet, entry)`` from ``ranked.json[#k]`` or a bare Subnet JSON file."""
+    from ..errors import UserError
+    from ..space import Subnet
+
+    path, _, pick = spec.partition("#")
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"subnet file {path!r} not found; write one with `zerolm-prune rank ... --out ranked.json`")
+    try:
+        doc = json.loads(file.read_text())
+    except ValueError as err:
+        raise UserError(f"{path} is not valid JSON ({err})") from None
+    if isinstance(doc, dict) and "subnets" in doc:
+        entries = doc["subnets"]
+        if not isinstance(entries, list) or not entries:
+            raise UserError(f"{path} has no subnets; rerun `zerolm-prune rank`")
+        try:
+            k = int(pick) if pick else 0
+        except ValueError:
+            raise UserError(f"{spec}: '#{pick}' is not an entry number; use FILE#0 for the best subnet") from None
+        if not 0 <= k < len(entries):
+            raise UserError(f"{spec}: entry {k} does not exist; the file has entries 0..{len(entries) - 1}")
+        entry = dict(entries[k])
+        entry["source"] = {key: v for key, v in doc.items() if key != "subnets"}
+        data = entry.get("subnet")
+    elif isinstance(doc, dict) and "heads" in doc:
+        if pick:
+            raise UserError(f"{path} is a single subnet; drop '#{pick}'")
+        entry, data = {"source": {}}, doc
+    else:
+        raise UserError(f"{path} is neither a ranked.json (with 'subnets') nor a subnet (with 'heads' and 'ffn')")
+    try:
+        return Subnet.from_dict(data), entry
+    except (KeyError, TypeError, ValueError) as err:
+        raise UserError(f"{spec}: malformed subnet ({err})") from None
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .. import lora
+    from ..checkpoint import save_decilm, save_pretrained
+    from ..errors import UserError
+    from ..loading import load_config, load_model
+    from ..materialize import check_subnet, materialize
+    from ..models import get_adapter
+
+    if args.merge and not args.adapter:
+        raise UserError("--merge needs --adapter PEFT_DIR (there is no LoRA adapter to merge)")
+    subnet, entry = read_subnet(args.subnet)
+    source = entry.get("source") or {}
+    order = args.order or source.get("order") or "prefix"
+    if args.order and source.get("order") and args.order != source["order"]:
+        print(f"note: {args.subnet} was scored with order {source['order']!r}; materializing with {args.order!r}",
+              file=sys.stderr)
+    check_subnet(subnet, get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code)))  # before weights
+    model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
+    adapter = get_adapter(model)
+    check_subnet(subnet, adapter)
+    params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
+    if args.adapter:
+        model = lora.load_adapter(model, args.adapter)
+    model = materialize(model, subnet, order=order, adapter=adapter, inplace=True)
+
+    extra: dict[str, Path] = {}
+    tmp_adapter = None
+    if args.adapter:
+        if args.merge:
+            model = lora.merge(model)
+        else:
+            tmp_adapter = Path(tempfile.mkdtemp(prefix="zerolm-adapter-"))
+            lora.save_adapter(model, tmp_adapter)
+            extra["adapter"] = tmp_adapter
+            model = lora.unload(model)
+    card = {
+        "base_model": source.get("model") or args.model,
+        "params_before": params_before,
+        "score": entry.get("score"),
+        "alpha": source.get("alpha"),
+        "budget": source.get("budget"),
+        "order": order,
+    }
+    try:
+        if args.format == "nemotron-nas":
+            if extra:
+                raise UserError("--format nemotron-nas stores plain weights; add --merge to fold the adapter in")
+            out = save_decilm(model, args.out, tokenizer=tokenizer, subnet=subnet, overwrite=args.overwrite,
+                              source=args.model)
+        else:
+            out = save_pretrained(model, args.out, tokenizer=tokenizer, subnet=subnet, card=card,
+                                  overwrite=args.overwrite, source=args.model, extra_files=extra,
+                                  metadata={"order": order, "score": entry.get("score")})
+    finally:
+        if tmp_adapter is not None:
+            import shutil
+
+            shutil.rmtree(tmp_adapter, ignore_errors=True)
+    after = _count(model)
+    shapes = "per-layer shapes (load with trust_remote_code=True or zerolm_prune)" \
+        if getattr(model.config, "layer_shapes", None) else "stock config"
+    print(f"pruned {args.model}: {params_before / 1e6:.2f}M -> {after / 1e6:.2f}M params "
+          f"({after / params_before:.1%}), order {order}, {shapes}")
+    if extra:
+        print(f"LoRA adapter (truncated ranks, stock peft): {out / 'adapter'}")
+    print(f"saved to {out}")
+    return 0

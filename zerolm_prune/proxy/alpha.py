@@ -1,0 +1,89 @@
+"""Choosing alpha in ``S = S_FFN + alpha * S_Attn``.
+
+Two strategies, named after what ZeroLM (arXiv 2503.18646) describes:
+
+* ``alpha_by_sampling`` -- "benchmark sampling", as the paper describes it: on a small
+  *labelled* sample of architectures, sweep alpha over [-1.5, 1.5] in steps of 0.1, take the two
+  alphas with the largest |Kendall tau| against the labels and average them. Needs labels;
+  fit it on rows you do not report on.
+* ``alpha_by_param_correlation`` -- the paper's second, label-free strategy is called a
+  "self-parameter correlation heuristic"; its exact form is NOT public. Our reading: choose the
+  alpha whose S correlates best (Kendall tau) with the architectures' own parameter counts, on
+  the same grid. This is our interpretation, not the authors' code.
+
+Both take per-architecture ``S_Attn`` and ``S_FFN`` arrays, so they work for benchmark rows and
+for subnets drawn from a ``CapacityTable`` (``param_correlation_alpha_for_table``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .capacity import CapacityTable
+
+ALPHA_GRID = np.round(np.arange(-15, 16) / 10.0, 1)
+
+
+@dataclass
+class AlphaChoice:
+    """The chosen alpha and the tau of every grid point (for plots and reports)."""
+
+    alpha: float
+    method: str
+    taus: dict[float, float] = field(default_factory=dict)
+    n: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "method": self.method, "n": self.n,
+                "taus": {f"{k:.1f}": v for k, v in self.taus.items()}}
+
+
+def _taus(attn: np.ndarray, ffn: np.ndarray, target: np.ndarray, grid: np.ndarray) -> dict[float, float]:
+    from scipy.stats import kendalltau
+
+    attn, ffn, target = (np.asarray(v, dtype=np.float64) for v in (attn, ffn, target))
+    out = {}
+    for a in grid:
+        tau = kendalltau(ffn + a * attn, target).statistic
+        out[float(a)] = 0.0 if np.isnan(tau) else float(tau)
+    return out
+
+
+def alpha_by_sampling(attn: Any, ffn: Any, labels: Any, *, grid: Any = ALPHA_GRID, signed: bool = False) -> AlphaChoice:
+    """ZeroLM's benchmark sampling: mean of the two grid alphas with the largest |tau|.
+
+    ``labels`` are higher-is-better (pass -perplexity). ``signed=True`` ranks by tau instead of
+    |tau| (the paper says |tau|; a strongly *negative* tau would rank architectures backwards, so
+    the signed reading is offered for comparison).
+    """
+    from ..errors import UserError
+
+    labels = np.asarray(labels, dtype=np.float64)
+    if labels.size < 3:
+        raise UserError(f"alpha by sampling needs at least 3 labelled architectures, got {labels.size}")
+    taus = _taus(attn, ffn, labels, np.asarray(grid))
+    key = (lambda a: taus[a]) if signed else (lambda a: abs(taus[a]))
+    best = sorted(taus, key=lambda a: (-key(a), abs(a), a))[:2]
+    return AlphaChoice(round(float(np.mean(best)), 4), "sampling" + ("-signed" if signed else ""), taus, int(labels.size))
+
+
+def alpha_by_param_correlation(attn: Any, ffn: Any, params: Any, *, grid: Any = ALPHA_GRID) -> AlphaChoice:
+    """Label-free: the grid alpha whose S has the largest Kendall tau with the parameter counts."""
+    params = np.asarray(params, dtype=np.float64)
+    taus = _taus(attn, ffn, params, np.asarray(grid))
+    best = sorted(taus, key=lambda a: (-taus[a], abs(a), a))[0]
+    return AlphaChoice(float(best), "param-correlation", taus, int(params.size))
+
+
+def param_correlation_alpha_for_table(table: "CapacityTable", *, samples: int = 2000, seed: int = 0,
+                                      grid: Any = ALPHA_GRID) -> AlphaChoice:
+    """The label-free alpha for a pruning space: uniform random subnets of the table, S vs params."""
+    rng = np.random.default_rng(seed)
+    idx = np.stack([rng.integers(len(opts), size=samples) for opts in table.options], axis=1)
+    attn = sum(table.attn[i][idx[:, i]] for i in range(table.num_layers))
+    ffn = sum(table.ffn[i][idx[:, i]] for i in range(table.num_layers))
+    return alpha_by_param_correlation(attn, ffn, table.total_params(idx), grid=grid)

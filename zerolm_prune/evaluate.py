@@ -466,6 +466,9 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
 
         def on_task(task: str, metrics: dict[str, Any], record=record) -> None:
             record["tasks"][task] = metrics
+            # an audit trail: each (candidate, task) evaluation appears once even across resumes
+            run.data.setdefault("events", []).append({"candidate": record["name"], "task": task,
+                                                      "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
             run.upsert(record)
 
         if causal:

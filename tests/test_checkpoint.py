@@ -195,3 +195,27 @@ def test_smollm2_pruned_generates_the_same_without_zerolm_prune(tmp_path, smollm
     """, tmp_path)
     line = next(line for line in out.splitlines() if line.startswith("TOKENS"))
     assert json.loads(line.split(" ", 1)[1]) == want
+
+
+@pytest.mark.parametrize("family", ["llama", "bert", "gpt2"])
+def test_streaming_folder_prune_matches_in_memory(tmp_path, family, tiny_llama, tiny_bert, tiny_gpt2):
+    from zerolm_prune.materialize import materialize_folder
+
+    model, subnet = {
+        "llama": (tiny_llama, subnet_of([4, 8, 4], [50, 96, 7])),
+        "bert": (tiny_bert, subnet_of([3, 6], [40, 80])),
+        "gpt2": (tiny_gpt2, subnet_of([2, 4], [10, 33])),
+    }[family]
+    src = tmp_path / "src"
+    model.save_pretrained(str(src), max_shard_size="20KB")  # a multi-shard input
+    assert (src / "model.safetensors.index.json").is_file()
+    out = materialize_folder(src, subnet, tmp_path / "out", max_shard_bytes=30_000)
+    assert (out / "model.safetensors.index.json").is_file()  # and a multi-shard output
+    loaded, _ = load_pruned(out)
+    want = materialize(model, subnet).state_dict()
+    got = loaded.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    config = json.loads((out / "config.json").read_text())
+    assert config["zerolm_prune"]["subnet"] == subnet.to_dict()
+    with pytest.raises(UserError, match="source checkpoint"):
+        materialize_folder(src, subnet, src, overwrite=True)

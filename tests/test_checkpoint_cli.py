@@ -12,7 +12,7 @@ from zerolm_prune.checkpoint import load_pruned
 from zerolm_prune.cli import main
 from zerolm_prune.materialize import materialize
 from zerolm_prune.modelcard import parse_front_matter
-from zerolm_prune.space import LayerChoice, Subnet
+from zerolm_prune.space import Subnet
 
 SUBNETS = [
     {"heads": [8, 8, 8], "ffn": [96, 96, 96]},
@@ -53,11 +53,15 @@ def one_error_line(capsys) -> str:
     return errors[0]
 
 
-def test_prune_ranked_entry(tmp_path, model_dir, ranked, tiny_llama, capsys):
+@pytest.mark.parametrize("mode", ["streamed", "in-memory"])
+def test_prune_ranked_entry(tmp_path, model_dir, ranked, tiny_llama, capsys, mode):
     out = tmp_path / "pruned"
-    assert main(["prune", str(model_dir), "--subnet", f"{ranked}#1", "--out", str(out)]) == 0
-    assert "saved to" in capsys.readouterr().out
-    model, _ = load_pruned(out)
+    extra = ["--in-memory"] if mode == "in-memory" else []
+    assert main(["prune", str(model_dir), "--subnet", f"{ranked}#1", "--out", str(out)] + extra) == 0
+    printed = capsys.readouterr().out
+    assert "saved to" in printed and (("streamed" in printed) == (mode == "streamed"))
+    model, tokenizer = load_pruned(out)
+    assert tokenizer is not None
     want = materialize(tiny_llama, Subnet.from_dict(SUBNETS[1]))
     ids = torch.randint(0, 128, (1, 8))
     with torch.no_grad():

@@ -47,8 +47,8 @@ def _source_dir(model: nn.Module) -> Path | None:
     return path.resolve() if name and path.is_dir() else None
 
 
-def _check_target(out: Path, model: nn.Module, overwrite: bool) -> None:
-    source = _source_dir(model)
+def check_target(out: Path, source: Path | None, overwrite: bool) -> None:
+    """Refuse the source checkpoint itself, and a non-empty folder unless ``overwrite``."""
     if source is not None and (out == source or source in out.parents or out in source.parents):
         raise UserError(f"{out} is (or contains) the source checkpoint {source}; choose another --out folder")
     if out.exists():
@@ -58,14 +58,14 @@ def _check_target(out: Path, model: nn.Module, overwrite: bool) -> None:
             raise UserError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
 
 
-def pruned_metadata(model: nn.Module, *, subnet: Any = None, source: str | None = None,
+def pruned_metadata(config: Any, *, subnet: Any = None, source: str | None = None,
                     extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``"zerolm_prune"`` block of config.json (what ``loading.is_pruned_folder`` looks for)."""
     meta: dict[str, Any] = {
         "version": FORMAT_VERSION,
         "package_version": _package_version(),
-        "source": source or getattr(model.config, "_name_or_path", None) or None,
-        "format": "layer_shapes" if getattr(model.config, "layer_shapes", None) else "stock",
+        "source": source or getattr(config, "_name_or_path", None) or None,
+        "format": "layer_shapes" if getattr(config, "layer_shapes", None) else "stock",
     }
     if subnet is not None:
         meta["subnet"] = subnet.to_dict() if hasattr(subnet, "to_dict") else subnet
@@ -74,7 +74,7 @@ def pruned_metadata(model: nn.Module, *, subnet: Any = None, source: str | None 
     return meta
 
 
-def _rewrite_config(folder: Path, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+def rewrite_config(folder: Path, default_arch: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Point a non-uniform config at the shipped modelling code; add our metadata block."""
     from .modeling.modeling_zerolm import ARCHITECTURES, AUTO_MAP
 
@@ -83,7 +83,7 @@ def _rewrite_config(folder: Path, model: nn.Module, meta: dict[str, Any]) -> dic
     config.pop("_name_or_path", None)
     if config.get("layer_shapes"):
         model_type = config.get("model_type")
-        archs = config.get("architectures") or [type(model).__name__]
+        archs = config.get("architectures") or [default_arch]
         ours = [ARCHITECTURES.get(a, a) for a in archs]
         if model_type not in AUTO_MAP or not all(a in ARCHITECTURES.values() for a in ours):
             raise UserError(f"per-layer shapes are not supported for {model_type} {archs}; use a uniform subnet")
@@ -94,7 +94,7 @@ def _rewrite_config(folder: Path, model: nn.Module, meta: dict[str, Any]) -> dic
         config.pop("layer_shapes", None)
         config.pop("auto_map", None)
         config["architectures"] = [a.replace("ZeroLM", "", 1) if a.startswith("ZeroLM") else a
-                                   for a in config.get("architectures") or [type(model).__name__]]
+                                   for a in config.get("architectures") or [default_arch]]
     config["zerolm_prune"] = meta
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return config
@@ -118,13 +118,13 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = N
     """
     model = _publishable_model(model)
     out = Path(out_dir).expanduser().resolve()
-    _check_target(out, model, overwrite)
+    check_target(out, _source_dir(model), overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         model.save_pretrained(str(tmp))
-        meta = pruned_metadata(model, subnet=subnet, source=source, extra=metadata)
-        _rewrite_config(tmp, model, meta)
+        meta = pruned_metadata(model.config, subnet=subnet, source=source, extra=metadata)
+        rewrite_config(tmp, type(model).__name__, meta)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         for name, src in (extra_files or {}).items():
@@ -134,23 +134,27 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = N
             else:
                 shutil.copyfile(src, tmp / name)
         if card is not None or subnet is not None:
-            from .modelcard import render
-
-            fields = dict(card or {})
-            fields.setdefault("base_model", meta.get("source"))
-            fields.setdefault("params_after", sum(p.numel() for p in model.parameters()))
-            if subnet is not None:
-                fields.setdefault("subnet", meta["subnet"])
-            fields.setdefault("format", meta["format"])
-            (tmp / "README.md").write_text(render(fields))
-        _replace_dir(tmp, out)
+            write_card(tmp, card, meta, sum(p.numel() for p in model.parameters()))
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
+def write_card(folder: Path, card: dict[str, Any] | None, meta: dict[str, Any], params_after: int) -> None:
+    from .modelcard import render
+
+    fields = dict(card or {})
+    fields.setdefault("base_model", meta.get("source"))
+    fields.setdefault("params_after", params_after)
+    if meta.get("subnet") is not None:
+        fields.setdefault("subnet", meta["subnet"])
+    fields.setdefault("format", meta["format"])
+    (folder / "README.md").write_text(render(fields))
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an old ``out`` is moved aside first and removed after."""
     old = None
     if out.exists():
@@ -275,7 +279,7 @@ def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None,
     """
     blocks = decilm_block_configs(model)
     out = Path(out_dir).expanduser().resolve()
-    _check_target(out, model, overwrite)
+    check_target(out, _source_dir(model), overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -285,13 +289,13 @@ def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None,
         for key in ("layer_shapes", "auto_map", "_name_or_path", "num_key_value_heads", "intermediate_size"):
             config.pop(key, None)
         config.update({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "block_configs": blocks})
-        meta = pruned_metadata(model, subnet=subnet, source=source)
+        meta = pruned_metadata(model.config, subnet=subnet, source=source)
         meta["format"] = "nemotron-nas"
         config["zerolm_prune"] = meta
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -314,3 +314,153 @@ def prunable_indices(adapter: ArchAdapter, model: nn.Module, subnet: Subnet, ord
     """The per-layer plans ``materialize`` would apply (for reports and masked references)."""
     check_subnet(subnet, get_adapter(model) if adapter is None else adapter)
     return [plan_layer(adapter, model, i, c, order) for i, c in enumerate(subnet.layers)]
+
+
+# ---- streaming: folder in, folder out, one tensor at a time --------------------------------------
+
+#: files copied unchanged from a source folder (tokenizer, generation settings)
+COPIED_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                "vocab.json", "vocab.txt", "merges.txt", "added_tokens.json", "generation_config.json",
+                "chat_template.jinja", "chat_template.json")
+
+
+def _weight_files(folder: Any) -> list[Any]:
+    from pathlib import Path
+
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        import json
+
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return [folder / name for name in dict.fromkeys(weight_map.values())]
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    raise UserError(f"{folder}: no model.safetensors or model.safetensors.index.json; streaming needs safetensors")
+
+
+def can_stream(folder: Any) -> bool:
+    """True for a local folder with safetensors weights (what ``materialize_folder`` reads)."""
+    try:
+        _weight_files(folder)
+        return True
+    except (UserError, OSError, ValueError, KeyError):
+        return False
+
+
+def _projection_keys(adapter: ArchAdapter, keys: Sequence[str]) -> dict[str, tuple[int, Projection, str]]:
+    """Map checkpoint keys of block projections to (layer, projection, 'weight'|'bias').
+
+    Checkpoints of the same family differ in the base prefix (``bert.encoder...`` from a
+    ``*For*`` head, ``encoder...`` from a bare ``BertModel``, ``h.0`` in old GPT-2 files), so
+    both spellings are accepted.
+    """
+    wanted: dict[str, tuple[int, Projection, str]] = {}
+    for i in range(adapter.num_layers):
+        for proj in adapter.projections:
+            for kind in ("weight", "bias"):
+                for with_base in (True, False):
+                    wanted[f"{adapter.layer_key_prefix(i, with_base)}{proj.path}.{kind}"] = (i, proj, kind)
+    return {k: wanted[k] for k in keys if k in wanted}
+
+
+def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "prefix", overwrite: bool = False,
+                       card: dict[str, Any] | None = None, source: str | None = None,
+                       metadata: dict[str, Any] | None = None, max_shard_bytes: int = 2 * 1024**3) -> Any:
+    """Prune a safetensors checkpoint folder into ``out_dir`` without loading the model.
+
+    Why: a checkpoint larger than RAM can still be pruned. Each tensor is read (memory-mapped)
+    with ``safe_open``, sliced if it belongs to a block projection, and buffered into output
+    shards of at most ``max_shard_bytes``; peak memory is about one output shard plus one tensor.
+    Only the ``prefix`` order streams (``capacity`` needs every block's norms: load the model).
+    The tensors are exactly those ``materialize`` + ``checkpoint.save_pretrained`` write.
+    """
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import AutoConfig
+
+    from .checkpoint import check_target, pruned_metadata, replace_dir, rewrite_config, write_card
+
+    if order != "prefix":
+        raise UserError("streaming from a folder supports --order prefix only; capacity order needs the model in memory")
+    src, out = Path(src), Path(out_dir).expanduser().resolve()
+    files = _weight_files(src)
+    config = AutoConfig.from_pretrained(str(src))
+    adapter = get_adapter(config)
+    check_subnet(subnet, adapter)
+    check_target(out, src.resolve(), overwrite)
+    plans = [plan_layer(adapter, None, i, c, "prefix") for i, c in enumerate(subnet.layers)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        shards: list[tuple[str, list[str]]] = []
+        buffer: dict[str, torch.Tensor] = {}
+        size = 0
+        total_params = 0
+
+        def flush() -> None:
+            nonlocal buffer, size
+            if buffer:
+                name = f"shard-{len(shards):05d}.safetensors"
+                save_file(buffer, str(tmp / name), metadata={"format": "pt"})
+                shards.append((name, list(buffer)))
+                buffer, size = {}, 0
+
+        for file in files:
+            with safe_open(str(file), framework="pt") as reader:
+                keys = list(reader.keys())
+                targets = _projection_keys(adapter, keys)
+                for key in keys:
+                    tensor = reader.get_tensor(key)
+                    if key in targets:
+                        index, proj, kind = targets[key]
+                        rows, cols = plans[index].indices(proj)
+                        if kind == "weight":
+                            tensor = _slice_weight(tensor, rows, cols, proj.transposed)
+                        elif rows is not None:
+                            tensor = tensor.index_select(0, torch.tensor(rows))
+                    tensor = tensor.contiguous()
+                    nbytes = tensor.numel() * tensor.element_size()
+                    if buffer and size + nbytes > max_shard_bytes:
+                        flush()
+                    buffer[key] = tensor
+                    size += nbytes
+                    total_params += tensor.numel()
+                    del tensor
+        flush()
+        if len(shards) == 1:
+            os_name = "model.safetensors"
+            (tmp / shards[0][0]).rename(tmp / os_name)
+        else:
+            weight_map, total = {}, len(shards)
+            for n, (name, keys) in enumerate(shards, 1):
+                final = f"model-{n:05d}-of-{total:05d}.safetensors"
+                (tmp / name).rename(tmp / final)
+                weight_map.update({k: final for k in keys})
+            total_size = sum((tmp / f).stat().st_size for f in set(weight_map.values()))
+            (tmp / "model.safetensors.index.json").write_text(json.dumps(
+                {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
+
+        shapes = [{"num_attention_heads": len(p.heads), "num_key_value_heads": p.num_kv_heads,
+                   "intermediate_size": p.choice.ffn} for p in plans]
+        update_config(config, adapter, shapes)
+        config.save_pretrained(str(tmp))
+        meta = pruned_metadata(config, subnet=subnet, source=source or str(src), extra=metadata)
+        arch = (getattr(config, "architectures", None) or ["?"])[0]
+        rewrite_config(tmp, arch, meta)
+        for name in COPIED_FILES:
+            if (src / name).is_file() and not (tmp / name).exists():
+                shutil.copyfile(src / name, tmp / name)
+        if card is not None or subnet is not None:
+            write_card(tmp, card, meta, total_params)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

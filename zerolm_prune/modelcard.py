@@ -15,6 +15,17 @@ import yaml
 
 _TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
 TAGS = ["pruned", "zerolm-prune"]
+#: hub ids of the built-in assets, so that ``base_model`` links a real repository
+HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_base_model(name: Any) -> str | None:
+    """A hub id for ``base_model`` (the hub rejects local paths there), or None."""
+    if not name:
+        return None
+    name = HUB_IDS.get(str(name), str(name))
+    return name if _REPO_ID.match(name) else None
 #: metric reported per task, as the literature does (see DESIGN.md)
 PRIMARY_METRIC = {"hellaswag": "acc_norm", "arc_challenge": "acc_norm", "openbookqa": "acc_norm"}
 
@@ -65,8 +76,9 @@ def _subnet_lines(subnet: dict[str, Any]) -> list[str]:
 
 def front_matter(fields: dict[str, Any]) -> dict[str, Any]:
     meta: dict[str, Any] = {}
-    if fields.get("base_model"):
-        meta["base_model"] = str(fields["base_model"])
+    base = hub_base_model(fields.get("base_model"))
+    if base:
+        meta["base_model"] = base
     meta["tags"] = TAGS + [t for t in fields.get("tags", []) if t not in TAGS]
     meta["library_name"] = "transformers"
     if fields.get("license"):

@@ -39,6 +39,9 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("auto", "nemotron-nas"), default="auto",
                    help="auto: stock config or per-layer shapes; nemotron-nas: DeciLM block_configs (FFN-only subnets)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--in-memory", action="store_true",
+                   help="load the whole model even when MODEL is a safetensors folder (default there: stream "
+                   "tensor by tensor, so checkpoints larger than RAM can be pruned)")
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -91,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import lora
     from ..checkpoint import save_decilm, save_pretrained
     from ..errors import UserError
-    from ..loading import load_config, load_model
-    from ..materialize import check_subnet, materialize
+    from ..loading import load_config, load_model, resolve
+    from ..materialize import can_stream, check_subnet, materialize
     from ..models import get_adapter
 
     if args.merge and not args.adapter:
@@ -104,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {args.subnet} was scored with order {source['order']!r}; materializing with {args.order!r}",
               file=sys.stderr)
     check_subnet(subnet, get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code)))  # before weights
+    folder = Path(resolve(args.model))
+    if (not args.in_memory and not args.adapter and order == "prefix" and args.format == "auto"
+            and folder.is_dir() and can_stream(folder)):
+        return _run_streaming(args, folder, subnet, entry, source, order)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
     adapter = get_adapter(model)
     check_subnet(subnet, adapter)
@@ -152,5 +159,41 @@ def run(args: argparse.Namespace) -> int:
           f"({after / params_before:.1%}), order {order}, {shapes}")
     if extra:
         print(f"LoRA adapter (truncated ranks, stock peft): {out / 'adapter'}")
+    print(f"saved to {out}")
+    return 0
+
+
+def _folder_params(folder: Path) -> int:
+    """Parameter count of a safetensors folder from tensor headers (nothing is loaded)."""
+    from safetensors import safe_open
+
+    from ..materialize import _weight_files
+
+    total = 0
+    for file in _weight_files(folder):
+        with safe_open(str(file), framework="pt") as reader:
+            for key in reader.keys():
+                n = 1
+                for dim in reader.get_slice(key).get_shape():
+                    n *= int(dim)
+                total += n
+    return total
+
+
+def _run_streaming(args: argparse.Namespace, folder: Path, subnet, entry: dict[str, Any], source: dict[str, Any],
+                   order: str) -> int:
+    from ..materialize import materialize_folder
+
+    before = _folder_params(folder)
+    card = {"base_model": source.get("model") or args.model, "params_before": before, "score": entry.get("score"),
+            "alpha": source.get("alpha"), "budget": source.get("budget"), "order": order}
+    out = materialize_folder(folder, subnet, args.out, order=order, overwrite=args.overwrite, card=card,
+                             source=args.model, metadata={"order": order, "score": entry.get("score")})
+    after = _folder_params(out)
+    config = json.loads((out / "config.json").read_text())
+    shapes = "per-layer shapes (load with trust_remote_code=True or zerolm_prune)" \
+        if config.get("layer_shapes") else "stock config"
+    print(f"pruned {args.model} (streamed from safetensors): {before / 1e6:.2f}M -> {after / 1e6:.2f}M params "
+          f"({after / before:.1%}), order {order}, {shapes}")
     print(f"saved to {out}")
     return 0

@@ -67,13 +67,36 @@ def test_rank_subnets_equals_brute_force_on_a_random_init_table(by, include_lora
             info = resolve_budget(table, fraction, by=by, include_lora=include_lora)
             if info.absolute < info.minimal:
                 continue
-            entries = rank_subnets(table, budget=fraction, by=by, top_k=12, alpha=alpha, include_lora=include_lora)
+            entries = rank_subnets(table, budget=fraction, by=by, top_k=12, alpha=alpha, include_lora=include_lora,
+                                   distinct=False)
             expected = brute_rank(table, budget_abs=info.absolute, by=by, alpha=alpha, include_lora=include_lora, k=12)
             assert [tuple(e["indices"]) for e in entries] == [r[2] for r in expected]
             assert [e[by] for e in entries] == [r[1] for r in expected]
             for e, r in zip(entries, expected):
                 assert e["score"] == pytest.approx(r[0], rel=1e-12)
             assert [e["rank"] for e in entries] == list(range(len(entries)))
+
+
+@pytest.mark.parametrize("include_lora", [False, True])
+def test_distinct_ranking_collapses_invisible_rank_choices(include_lora):
+    """Without LoRA counted or attached, ranks change nothing: the first listed rank stands for them."""
+    config = tiny_llama_config()
+    table = CapacityTable.random_init(config, tiny_space(config), seed=5)
+    info = resolve_budget(table, 0.8, include_lora=include_lora)
+    entries = rank_subnets(table, budget=0.8, top_k=15, include_lora=include_lora)
+    rows = brute_rank(table, budget_abs=info.absolute, by="params", alpha=1.0, include_lora=include_lora,
+                      k=table.space.size)
+    if not include_lora:  # keep only subnets whose every layer uses the first option of its (heads, ffn)
+        first = {}
+        for j, c in enumerate(table.space.options(0)):
+            first.setdefault((c.heads, c.ffn), j)
+        reps = set(first.values())
+        rows = [r for r in rows if all(i in reps for i in r[2])]
+    assert [tuple(e["indices"]) for e in entries] == [r[2] for r in rows[:15]]
+    seen = {(e["score"], e["params"], e["macs"], str(e["subnet"])) for e in entries}
+    assert len(seen) == len(entries)
+    if not include_lora:
+        assert all(set(e["subnet"]["ranks"]["qkv"]) == {8} for e in entries)
 
 
 def test_rank_subnets_real_smollm2_weights_brute_force(smollm2):

@@ -384,6 +384,7 @@ def nsga2_search(objective: Callable[[np.ndarray], float], n_options: Sequence[i
 # ranking a CapacityTable's subnets under a budget; ranked.json
 
 BY = ("params", "macs")
+DEFAULT_ALPHA = 1.0  # S_FFN and S_Attn weighted equally until a calibrated alpha says otherwise
 
 
 @dataclass
@@ -456,8 +457,19 @@ def resolve_budget(table, budget: float, *, by: str = "params", include_lora: bo
     return BudgetInfo(by, include_lora, absolute, full, minimal, maximal, fixed)
 
 
-def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, alpha: float = 1.0,
-                 include_lora: bool = False) -> list[dict]:
+def _first_of_each(*columns: np.ndarray) -> np.ndarray:
+    """Indices of the first option of each group of options equal in every column, in order."""
+    seen: set[tuple] = set()
+    out = []
+    for i, key in enumerate(zip(*(c.tolist() for c in columns))):
+        if key not in seen:
+            seen.add(key)
+            out.append(i)
+    return np.array(out, dtype=np.int64)
+
+
+def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, alpha: float = DEFAULT_ALPHA,
+                 include_lora: bool = False, distinct: bool = True) -> list[dict]:
     """The exact ``top_k`` subnets of ``table.space`` by ZeroLM score within ``budget``.
 
     ``budget`` > 1 is an absolute count of ``by`` (``params``: whole model including embeddings
@@ -467,6 +479,11 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
     count LoRA exactly when the budget does. An infeasible budget or a ``top_k`` larger than the
     space raises ``UserError`` naming the smallest feasible budget. Fewer than ``top_k`` entries
     come back only when fewer subnets fit the budget.
+
+    ``distinct``: options of a layer that agree in score, params and MACs as counted here (LoRA
+    ranks when LoRA is neither counted nor attached, so it cannot change the score) are one choice,
+    represented by the first listed; otherwise the top k would be k copies of one architecture
+    that differ only in ranks nobody can tell apart. ``distinct=False`` ranks every option.
     """
     from .errors import UserError
 
@@ -486,9 +503,16 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
         )
     costs, fixed = _layer_costs(table, by, include_lora)
     values = table.layer_values(float(alpha))
-    found = _exact_top_k(values, costs, info.absolute - fixed, top_k)
+    keep = [np.arange(len(v)) for v in values]
+    if distinct:
+        params, _ = _layer_costs(table, "params", include_lora)
+        macs, _ = _layer_costs(table, "macs", include_lora)
+        keep = [_first_of_each(v, p, m) for v, p, m in zip(values, params, macs)]
+    found = _exact_top_k([v[k] for v, k in zip(values, keep)], [c[k] for c, k in zip(costs, keep)],
+                         info.absolute - fixed, top_k)
     entries = []
-    for rank, (score, idx) in enumerate(found):
+    for rank, (score, sub) in enumerate(found):
+        idx = np.array([k[i] for k, i in zip(keep, sub)], dtype=np.int64)
         entries.append({
             "rank": rank,
             "score": score,

@@ -1,0 +1,215 @@
+"""``zerolm-prune rank``: the exact best subnets of a search space under a budget, data-free.
+
+Thin over ``zerolm_prune.search``: build the capacity table (real weights, or a random-init table
+of the shapes when the weights are not here), pick alpha, run the exact top-k, print a table,
+write ranked.json (what ``prune`` and ``eval`` read) and optionally the Pareto-front picture.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from .common import add_model_options
+
+ORDER = 30
+
+EPILOG = """\
+budget:
+  A number <= 1 is a fraction of the full unpruned model, a number > 1 an absolute count.
+  --by params counts the WHOLE model: embeddings, final norm and an untied LM head plus the blocks,
+  so 0.8 means 80% of the checkpoint's parameters. --by macs counts multiply-accumulates per token
+  (LM head included, attention at --seq-len). LoRA A/B parameters count only with --include-lora.
+
+ranked.json:
+  {"model", "space", "budget" (absolute), "budget_fraction", "by", "alpha", "order", "table",
+   "subnets": [{"rank" (0-based), "score", "params", "macs", "subnet": {"heads", "ffn", "ranks"}}]}
+  Select one subnet elsewhere with ranked.json#K (K = rank, 0-based): prune --subnet ranked.json#0.
+
+examples:
+  zerolm-prune rank smollm2-135m --space recipes/smollm2-135m.yaml --budget 0.8 --top-k 5 --plot front.png
+  zerolm-prune rank --space recipes/llama-7b-lonas.yaml --budget 5.7e9 --top-k 10 --out ranked.json
+  zerolm-prune rank smollm2-135m --space smollm2-135m --budget 0.6 --by macs --alpha auto
+  zerolm-prune rank recipes/llama-7b-lonas.yaml --space nncf_lonas_llama_7b.json --budget 0.8
+"""
+
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "rank",
+        help="exact top-k subnets of a search space by ZeroLM score under a params/MACs budget (no data)",
+        description="Score every subnet of the search space with ZeroLM capacity (S = S_FFN + alpha * S_Attn) "
+        "and return the exact top-k under the budget (a multiple-choice knapsack over layers, solved exactly). "
+        "MODEL's real weights are scored when it is available locally; otherwise (or with --shapes-only) a "
+        "random-init table of the space's shapes is used, as in the NAS benchmarks.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None,
+                   help="built-in asset (smollm2-135m, minilm-l6), local folder or hub id (default: the space's "
+                        "model); for a LoNAS NNCF --space, a recipe YAML supplying the config and LoRA settings")
+    p.add_argument("--space", required=True, metavar="SPACE",
+                   help="recipe YAML (or a recipe name), LoNAS NNCF JSON or saved space JSON")
+    p.add_argument("--budget", required=True, type=float,
+                   help="<= 1: fraction of the full model (embeddings included); > 1: absolute params or MACs")
+    p.add_argument("--by", choices=("params", "macs"), default="params", help="what the budget counts (default: params)")
+    p.add_argument("--top-k", type=int, default=10, help="how many subnets to return (default: 10)")
+    p.add_argument("--alpha", default=None,
+                   help="weight of S_Attn: a number, or 'auto' for the label-free parameter-correlation heuristic "
+                        "(default: 1.0, zerolm_prune.search.DEFAULT_ALPHA)")
+    p.add_argument("--order", choices=("prefix", "capacity"), default="prefix",
+                   help="which heads/channels a slice keeps: the first ones (LoNAS) or the highest-capacity ones "
+                        "(default: prefix); prune must use the same order")
+    p.add_argument("--include-lora", action="store_true", help="count LoRA A/B parameters in the budget")
+    p.add_argument("--all-ties", action="store_true",
+                   help="rank options that differ only in what neither score nor budget sees (e.g. LoRA ranks "
+                        "without --include-lora) separately; by default the first listed stands for them")
+    p.add_argument("--seq-len", type=int, default=512, help="context length for attention MACs/token (default: 512)")
+    p.add_argument("--shapes-only", action="store_true",
+                   help="score a random-init table of the shapes instead of loading weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-init table (default: 0)")
+    p.add_argument("--out", default=None, metavar="JSON", help="write the ranked subnets here (ranked.json)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="draw the Pareto front with the chosen subnets marked")
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def _parse_alpha(text: str | None) -> float | None:
+    from ..errors import UserError
+    from ..search import DEFAULT_ALPHA
+
+    if text is None:
+        return DEFAULT_ALPHA
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"--alpha must be a number or 'auto', got {text!r}") from None
+
+
+def _available_locally(spec: str) -> bool:
+    from pathlib import Path
+
+    from ..assets import BUILTIN_MODELS
+
+    return spec in BUILTIN_MODELS or Path(spec).expanduser().is_dir()
+
+
+def build_table(args: argparse.Namespace, space):
+    """(table, model name, note) for real weights or a random-init table of the shapes."""
+    from ..errors import UserError
+    from ..proxy import CapacityTable
+    from ..space import validate_space
+
+    # a recipe as MODEL only supplies an NNCF space's config and LoRA settings (and its model name)
+    explicit = args.model is not None and not args.model.endswith((".yaml", ".yml"))
+    spec = args.model if explicit else space.model
+    reason = None
+    if args.shapes_only:
+        reason = "--shapes-only"
+    elif spec is None:
+        reason = "the space names no model"
+    elif not explicit and not _available_locally(spec):
+        reason = f"{spec} is not available locally"
+    if reason is None:
+        from ..loading import load_model
+        from ..models import get_adapter
+
+        model, _ = load_model(spec, trust_remote_code=args.trust_remote_code, device=args.device)
+        adapter = get_adapter(model)
+        validate_space(space, adapter)
+        table = CapacityTable.from_model(model, space, order=args.order, adapter=adapter, seq_len=args.seq_len,
+                                         progress=True)
+        return table, spec, f"real weights of {spec} ({args.order} order)"
+    if space.config:
+        config = space.config_object()
+    elif spec is not None:
+        from ..loading import load_config
+
+        config = load_config(spec, trust_remote_code=args.trust_remote_code)
+    else:
+        raise UserError("the space has neither a model nor an embedded config; pass MODEL or use a recipe with a config")
+    from ..models import get_adapter
+
+    validate_space(space, get_adapter(config))
+    table = CapacityTable.random_init(config, space, seed=args.seed, seq_len=args.seq_len)
+    order_note = "" if args.order == "prefix" else "; --order is moot for i.i.d. random weights"
+    return table, spec, f"random-init table of the shapes (seed {args.seed}) because {reason}{order_note}"
+
+
+def layer_summary(subnet: dict) -> str:
+    """``heads 9x24 6x6 | ffn 1536x10 1152x20 | qkv 32x30`` (value x layers, largest first)."""
+    parts = []
+    for name, values in [("heads", subnet["heads"]), ("ffn", subnet["ffn"])] + sorted((subnet.get("ranks") or {}).items()):
+        counts = sorted(Counter(values).items(), reverse=True)
+        parts.append(f"{name} " + " ".join(f"{v}x{n}" for v, n in counts))
+    return " | ".join(parts)
+
+
+def format_table(entries: list[dict], full: int, by: str) -> str:
+    from .space import human
+
+    lines = [f"{'rank':>4} {'score':>14} {'params':>9} {'MACs/tok':>9} {'%full':>6}  per-layer choices (value x layers)"]
+    for e in entries:
+        lines.append(f"{e['rank']:>4} {e['score']:>14.9g} {human(e['params']):>9} {human(e['macs']):>9} "
+                     f"{100 * e[by] / full:>5.1f}%  {layer_summary(e['subnet'])}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..search import pareto_front, rank_subnets, resolve_budget, write_ranked
+    from ..space import load_space
+    from .space import human, size_text
+
+    alpha = _parse_alpha(args.alpha)
+    space = load_space(args.space, model=args.model)
+    table, model_name, note = build_table(args, space)
+    alpha_method = "given"
+    if alpha is None:
+        from ..proxy.alpha import param_correlation_alpha_for_table
+
+        choice = param_correlation_alpha_for_table(table)
+        alpha, alpha_method = float(choice.alpha), f"auto: {choice.method}"
+    elif args.alpha is None:
+        alpha_method = "default"
+    entries = rank_subnets(table, budget=args.budget, by=args.by, top_k=args.top_k, alpha=alpha,
+                           include_lora=args.include_lora, distinct=not args.all_ties)
+    info = resolve_budget(table, args.budget, by=args.by, include_lora=args.include_lora)
+    unit = "params" if args.by == "params" else "MACs/token"
+    print(f"model   {model_name or '(none)'}: {note}")
+    print(f"space   {space.name or args.space}: {space.num_layers} layers, {size_text(space.size)} subnets")
+    print(f"budget  {human(info.absolute)} {unit} = {info.fraction:.3f} of the full model ({human(info.full)}"
+          f"{', LoRA included' if args.include_lora else ''}); subnets span {human(info.minimal)}..{human(info.maximal)}")
+    print(f"alpha   {alpha:g} ({alpha_method})\n")
+    print(format_table(entries, info.full, args.by))
+    if len(entries) < args.top_k:
+        print(f"\nonly {len(entries)} subnets fit the budget (asked for {args.top_k})")
+    document = {
+        "model": model_name, "space": args.space, "space_name": space.name, "budget": info.absolute,
+        "budget_fraction": info.fraction, "by": args.by, "include_lora": args.include_lora,
+        "seq_len": args.seq_len, "alpha": alpha, "alpha_method": alpha_method, "distinct": not args.all_ties, "order": table.order,
+        "table": table.source, "subnets": entries,
+    }
+    if args.out:
+        write_ranked(args.out, document)
+        print(f"\nwrote {args.out} ({len(entries)} subnets; select one with {args.out}#0)")
+    if args.plot:
+        from ..plots import plot_front
+        from ..search import _layer_costs
+
+        costs, fixed = _layer_costs(table, args.by, args.include_lora)
+        front = pareto_front(table.layer_values(alpha), costs)
+        total = table.total_params if args.by == "params" else table.total_macs
+        refs = {}
+        for name, subnet in (("LoNAS heuristic subnet", space.heuristic()), ("largest subnet", space.maximal())):
+            idx = table.indices_of(subnet)
+            refs[name] = (float(total(idx, include_lora=args.include_lora)), table.score(subnet, alpha))
+        plot_front(
+            args.plot, [(float(c + fixed), s) for c, s, _ in front],
+            [(float(e[args.by]), e["score"]) for e in entries], budget=float(info.absolute), by=args.by,
+            references=refs, title=f"{space.name or args.space}: exact front, alpha {alpha:g}, {note.split(' (')[0]}",
+        )
+        print(f"wrote {args.plot} (Pareto front: {len(front):,} points)")
+    return 0

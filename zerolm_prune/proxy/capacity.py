@@ -20,6 +20,7 @@ rank choice in the same pass, so width and rank interact exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -56,18 +57,12 @@ class _ProjTable:
     ranks: dict[int, int]  # rank -> row of ``cum``; empty when there is a single variant
     cum: np.ndarray  # (variants, n_units + 1)
 
-    def value(self, kept_units: int, rank: int | None) -> tuple[float, float]:
-        """(capacity, squared mass) of the slice keeping ``kept_units`` units at ``rank``."""
-        row = self.ranks.get(rank, 0) if self.ranks and rank is not None else 0
-        mass = float(self.cum[row, kept_units])
-        denom = min(self.layout.kept_shape(kept_units))
-        return (mass / denom if denom else 0.0), mass
 
-
-def _kept_units(layout: UnitLayout, geo: "LayerGeometry", choice: "LayerChoice") -> int:
+def _kept_units(kind: str, geo: "LayerGeometry", choice: "LayerChoice") -> int:
+    """Units a choice keeps: FFN channels, or KV groups (MHA and fused QKV: one head per unit)."""
     from ..errors import UserError
 
-    if layout.kind == "ffn":
+    if kind == "ffn":
         if not 0 <= choice.ffn <= geo.ffn_dim:
             raise UserError(f"layer {geo.index}: FFN width {choice.ffn} is outside 0..{geo.ffn_dim}; fix the space")
         return choice.ffn
@@ -77,7 +72,7 @@ def _kept_units(layout: UnitLayout, geo: "LayerGeometry", choice: "LayerChoice")
             f"layer {geo.index}: {choice.heads} heads is not a multiple of {hpg} heads per KV group within "
             f"0..{geo.num_heads}; use whole KV groups"
         )
-    return choice.heads // hpg  # KV groups (MHA and fused QKV: hpg = 1, one head per unit)
+    return choice.heads // hpg
 
 
 class CapacityTable:
@@ -199,6 +194,7 @@ class CapacityTable:
         columns: dict[str, list[np.ndarray]] = {k: [] for k in
                                                 ("attn", "ffn", "attn_energy", "ffn_energy", "params", "lora_params", "macs")}
         options = [space.options(i) for i in range(space.num_layers)]
+        counts: dict[Any, tuple[int, int, int]] = {}
         iterator: Any = range(space.num_layers)
         if progress:
             from tqdm.auto import tqdm
@@ -233,17 +229,24 @@ class CapacityTable:
             n_opt = len(options[index])
             col = {k: np.zeros(n_opt) for k in ("attn", "ffn", "attn_energy", "ffn_energy")}
             ints = {k: np.zeros(n_opt, dtype=np.int64) for k in ("params", "lora_params", "macs")}
+            kept = {kind: np.array([_kept_units(kind, geo, c) for c in options[index]], dtype=np.int64)
+                    for kind in ("heads", "ffn")}
+            for t in tables:
+                k = kept[t.layout.kind]
+                rows = (np.array([t.ranks.get(c.rank(t.group), 0) for c in options[index]], dtype=np.int64)
+                        if t.ranks else np.zeros(n_opt, dtype=np.int64))
+                mass = t.cum[rows, k]
+                denom = np.minimum(k * t.layout.unit_size, t.layout.other).astype(np.float64)
+                col[t.proj.module] += np.divide(mass, denom, out=np.zeros(n_opt), where=denom > 0)
+                col[t.proj.module + "_energy"] += mass
             for j, choice in enumerate(options[index]):
-                for t in tables:
-                    kept = _kept_units(t.layout, geo, choice)
-                    cap, mass = t.value(kept, choice.rank(t.group) if t.group else None)
-                    col[t.proj.module][j] += cap
-                    col[t.proj.module + "_energy"][j] += mass
-                p = cost.block_params(geo, choice, config=config, lora=space.lora, include_lora=False)
-                ints["params"][j] = p
-                ints["lora_params"][j] = cost.block_params(geo, choice, config=config, lora=space.lora,
-                                                           include_lora=True) - p
-                ints["macs"][j] = cost.block_macs(geo, choice, config=config, seq_len=seq_len, lora=space.lora)
+                key = (dataclasses.replace(geo, index=0), choice)  # layers of one shape share counts
+                if key not in counts:
+                    p = cost.block_params(geo, choice, config=config, lora=space.lora, include_lora=False)
+                    counts[key] = (p, cost.block_params(geo, choice, config=config, lora=space.lora,
+                                                        include_lora=True) - p,
+                                   cost.block_macs(geo, choice, config=config, seq_len=seq_len, lora=space.lora))
+                ints["params"][j], ints["lora_params"][j], ints["macs"][j] = counts[key]
             for k, v in {**col, **ints}.items():
                 columns[k].append(v)
         return cls(space, adapter, order=order, source=source, options=options, columns=columns,

@@ -26,7 +26,7 @@ PROXY_KINDS = {
 }
 
 #: our recommended data-free variant (see benchmarks/PROXY.md for how it was chosen)
-RECOMMENDED = "zerolm-headwise"
+RECOMMENDED = "spectral-erank"
 
 
 def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: int = 128,

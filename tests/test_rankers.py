@@ -189,3 +189,35 @@ def test_score_cli_user_errors(tmp_path):
                                str(tmp_path / "o.json")], capture_output=True, text=True)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_selfgen_interp_agrees_with_exact_at_the_narrowest(tiny_llama):
+    """interp runs only the narrowest width end to end; it must equal exact there and scale between."""
+    from zerolm_prune.rankers import get_ranker
+    from zerolm_prune.rankers.selfgen import SelfText
+
+    tiny_llama.config.bos_token_id = 1
+    sp = _space()
+    text = SelfText(tiny_llama, seqs=2, length=16, seed=0)
+    exact = get_ranker("selfgen-kl", mode="exact", progress=False).layer_values(tiny_llama, sp, text=text)
+    interp = get_ranker("selfgen-kl", progress=False).layer_values(tiny_llama, sp, text=text)
+    for l in range(3):
+        o = sp.options(l)
+        narrow, mid = o.index(LayerChoice(8, 32)), o.index(LayerChoice(8, 64))
+        assert interp[l][narrow] == pytest.approx(exact[l][narrow])
+        assert interp[l][narrow] < interp[l][mid] < 0
+
+
+def test_orders_keep_most_active_units(tiny_llama):
+    """selfgen order puts a channel made to dominate the layer's output first; energy order too."""
+    from zerolm_prune.rankers.orders import compute_orders
+
+    tiny_llama.config.bos_token_id = 1
+    with torch.no_grad():
+        tiny_llama.model.layers[2].mlp.down_proj.weight[:, 77] *= 40.0
+        tiny_llama.model.layers[2].self_attn.o_proj.weight[:, 8:16] *= 30.0  # head 1 of KV group 0
+    assert compute_orders(tiny_llama, "prefix") is None
+    for name in ("energy", "selfgen"):
+        orders = compute_orders(tiny_llama, name, seqs=2, length=16)
+        assert orders[2]["ffn"][0] == 77 and orders[2]["heads"][0] == 0, name
+        assert sorted(orders[0]["ffn"]) == list(range(96)) and sorted(orders[0]["heads"]) == [0, 1]

@@ -112,6 +112,15 @@ class SelfText:
         hooks = [layer.register_forward_pre_hook(lambda m, args, kw: inputs.append(args[0] if args else kw["hidden_states"]),
                                                  with_kwargs=True)
                  for layer in self.adapter.layers(model)]
+        # what each block's output maps (o, down) read: the units' own activations on this text
+        self.map_inputs: dict[tuple[int, str], torch.Tensor] = {}
+        for index, layer in enumerate(self.adapter.layers(model)):
+            for proj in self.adapter.projections:
+                if proj.role in ("o", "down") and not proj.transposed:
+                    mod = self.adapter.projection_module(layer, proj)
+                    key = (index, proj.role)
+                    hooks.append(mod.register_forward_pre_hook(
+                        lambda m, args, key=key: self.map_inputs.__setitem__(key, args[0].detach().reshape(-1, args[0].shape[-1]))))
         try:
             with torch.no_grad():
                 base = self.adapter.base_model(model)
@@ -122,6 +131,34 @@ class SelfText:
         self.layer_inputs = [x.detach() for x in inputs]
         with torch.no_grad():
             self.base_logp = _log_probs(model, h)
+
+    def removed_output(self, layer: int, dim: str, kept: int, order: list[int] | None = None) -> float:
+        """Squared norm (summed over the text) of what the units cut by a prefix choice wrote.
+
+        ``dim`` "ffn": channels ``kept..`` through down_proj; "heads": query heads ``kept..``
+        through o_proj. Local, linear in the removed units: used to interpolate the end-to-end KL
+        between widths measured exactly.
+        """
+        import torch
+
+        geo = self.adapter.geometry(layer)
+        role = "down" if dim == "ffn" else "o"
+        x = self.map_inputs.get((layer, role))
+        if x is None:
+            return float("nan")
+        proj = next(p for p in self.adapter.projections if p.role == role)
+        w = self.adapter.projection_weight(self.adapter.layers(self.model)[layer], proj).detach()
+        if dim == "ffn":
+            units = list(order) if order is not None else list(range(geo.ffn_dim))
+            cols = sorted(units[kept:])
+        else:  # ``order`` ranks KV groups; a group's query heads go with it
+            per = geo.heads_per_kv_group if geo.num_kv_heads != geo.num_heads else 1
+            groups = list(order) if order is not None else list(range(geo.num_heads // per))
+            heads = sorted(h for g in groups[kept // per:] for h in range(g * per, (g + 1) * per))
+            cols = [h * geo.head_dim + i for h in heads for i in range(geo.head_dim)]
+        idx = torch.tensor(cols, dtype=torch.long)
+        with torch.no_grad():
+            return float((x.index_select(1, idx) @ w.index_select(1, idx).T).double().square().sum())
 
     def kl_of(self, subnet: Any, *, start: int = 0, orders: dict | None = None) -> float:
         """KL(full || subnet) on the text; blocks before ``start`` must be unpruned in ``subnet``."""
@@ -149,38 +186,61 @@ class SelfGenKLRanker(Ranker):
     name: str = "selfgen-kl"
     provenance: str = ("new (this project): per-layer, per-dimension KL(full || pruned) on text sampled from the "
                        "model itself, summed (additive; no external data)")
-    seqs: int = 4
+    seqs: int = 2
     length: int = 128
     seed: int = 0
+    #: "interp": end-to-end KL only at each dimension's narrowest choice, other widths scaled by the
+    #: removed output energy on the same text (2 runs per layer); "exact": one run per choice
+    mode: str = "interp"
+    #: which units a width keeps: "prefix" (LoNAS) or an order name of rankers/orders.py
+    unit_order: str = "prefix"
     progress: bool = True
 
     def layer_values(self, model: Any, space: Any, *, adapter: Any = None, text: SelfText | None = None) -> list[np.ndarray]:
         from tqdm import tqdm
 
+        from ..errors import UserError
         from ..models import get_adapter
         from ..space import LayerChoice, Subnet
 
+        if self.mode not in ("interp", "exact"):
+            raise UserError(f"selfgen-kl mode must be 'interp' or 'exact', got {self.mode!r}")
         adapter = adapter or get_adapter(model)
         text = text or SelfText(model, seqs=self.seqs, length=self.length, seed=self.seed, adapter=adapter)
+        from .orders import compute_orders
+
+        orders = compute_orders(model, self.unit_order, adapter=adapter, text=text)
         n = space.num_layers
         full = [_full_choice(adapter.geometry(l)) for l in range(n)]
-        jobs = []
+        pruned: dict[tuple[int, str], list[int]] = {}
         for l in range(n):
             geo = adapter.geometry(l)
-            for h in {c.heads for c in space.options(l)} - {geo.num_heads}:
-                jobs.append((l, "heads", h))
-            for f in {c.ffn for c in space.options(l)} - {geo.ffn_dim}:
-                jobs.append((l, "ffn", f))
+            pruned[(l, "heads")] = sorted({c.heads for c in space.options(l)} - {geo.num_heads})
+            pruned[(l, "ffn")] = sorted({c.ffn for c in space.options(l)} - {geo.ffn_dim})
+        jobs = [(l, dim, v) for (l, dim), vs in pruned.items() for v in (vs if self.mode == "exact" else vs[:1])]
         kl: dict[tuple[int, str, int], float] = {}
         for l, dim, v in tqdm(jobs, desc="selfgen-kl table", disable=not self.progress, leave=False):
             layers = list(full)
             layers[l] = LayerChoice(v, full[l].ffn) if dim == "heads" else LayerChoice(full[l].heads, v)
-            kl[(l, dim, v)] = text.kl_of(Subnet(layers), start=l)
+            kl[(l, dim, v)] = text.kl_of(Subnet(layers), start=l, orders=orders)
+        for (l, dim), vs in pruned.items():  # interpolate the widths not run end to end
+            if not vs or (l, dim, vs[-1]) in kl:
+                continue
+            base_v = vs[0]
+            order = (orders or {}).get(l, {}).get(dim)
+            ref = text.removed_output(l, dim, base_v, order)
+            for v in vs[1:]:
+                share = text.removed_output(l, dim, v, order) / ref if ref > 0 and np.isfinite(ref) else (full_w(l, dim, full) - v) / (full_w(l, dim, full) - base_v)
+                kl[(l, dim, v)] = kl[(l, dim, base_v)] * share
         out = []
         for l in range(n):
             vals = [-(kl.get((l, "heads", c.heads), 0.0) + kl.get((l, "ffn", c.ffn), 0.0)) for c in space.options(l)]
             out.append(np.array(vals, dtype=float))
         return out
+
+
+def full_w(l: int, dim: str, full: list) -> int:
+    return full[l].heads if dim == "heads" else full[l].ffn
 
 
 @dataclass
@@ -189,9 +249,10 @@ class FidelityRanker(Ranker):
     provenance: str = ("new (this project): second stage, minus KL(full || subnet) of whole subnets on text "
                        "sampled from the model itself; re-ranks a short list")
     additive: bool = False
-    seqs: int = 4
+    seqs: int = 2
     length: int = 128
     seed: int = 0
+    unit_order: str = "prefix"
     progress: bool = True
 
     def score(self, model: Any, subnets: Sequence[Any], *, space: Any = None, adapter: Any = None,
@@ -199,5 +260,9 @@ class FidelityRanker(Ranker):
         from tqdm import tqdm
 
         text = text or SelfText(model, seqs=self.seqs, length=self.length, seed=self.seed, adapter=adapter)
+        if orders is None and self.unit_order != "prefix":
+            from .orders import compute_orders
+
+            orders = compute_orders(model, self.unit_order, adapter=adapter, text=text)
         return np.array([-text.kl_of(s, orders=orders) for s in tqdm(subnets, desc="fidelity", disable=not self.progress,
                                                                         leave=False)], dtype=float)

@@ -158,3 +158,19 @@ def test_random_search_finds_the_optimum_of_a_tiny_space():
     objective, cost = _additive(values, costs)
     found = random_search(objective, [3, 2], cost=cost, budget=4, evaluations=6, k=2)
     assert_same(found, top_k(values, costs, 4, 2))
+
+
+def test_prefilter_blocks_keep_results_exact(monkeypatch):
+    """The blockwise pre-pass only runs on large candidate sets; shrink its blocks to exercise it."""
+    import zerolm_prune.search as search
+
+    monkeypatch.setattr(search, "_PREFILTER_BLOCK", 3)
+    rng = np.random.default_rng(7)
+    for trial in range(4):
+        values = [rng.integers(0, 4, 9) * 0.5 if trial % 2 else rng.normal(size=9) for _ in range(4)]
+        costs = [rng.integers(1, 6, 9) * 10**9 for _ in range(4)]
+        score, cost, idx = enumerate_all(values, costs)
+        for q in (0.2, 0.6, 1.0):
+            budget = float(np.quantile(cost, q))
+            for k in (1, 4, 25):
+                assert_same(top_k(values, costs, budget, k), brute_top_k(score, cost, idx, budget, k))

@@ -157,7 +157,7 @@ def _front_ids(cost: np.ndarray, value: np.ndarray, lexkey: np.ndarray, k: int, 
     order = np.lexsort((lexkey, -value, cost))
     c, v = cost[order], value[order]
     front = np.full(n, k, dtype=np.int64)
-    alive = np.ones(n, dtype=bool)
+    alive = ~_cheaper_k_dominated(c, v, k)
     for f in range(k):
         idx = np.flatnonzero(alive)
         if idx.size == 0:
@@ -178,6 +178,37 @@ def _front_ids(cost: np.ndarray, value: np.ndarray, lexkey: np.ndarray, k: int, 
         alive[on_front] = False
     out = np.empty(n, dtype=np.int64)
     out[order] = front
+    return out
+
+
+_PREFILTER_BLOCK = 512  # tests shrink it so that small spaces exercise the pre-pass
+
+
+def _cheaper_k_dominated(c: np.ndarray, v: np.ndarray, k: int, block: int | None = None) -> np.ndarray:
+    """Items (sorted by cost) that k strictly cheaper items match or beat in value: a fast pre-pass.
+
+    Blocks of about ``block`` items start at cost-group boundaries; an item is dropped when its
+    value is at most the k-th largest value of all earlier blocks (all strictly cheaper). What it
+    misses (dominators in its own block) the exact front peeling catches; this only saves passes.
+    """
+    n = c.size
+    block = block or _PREFILTER_BLOCK
+    out = np.zeros(n, dtype=bool)
+    if n <= 2 * block:
+        return out
+    group_start = np.flatnonzero(np.concatenate([[True], c[1:] != c[:-1]]))
+    wanted = np.arange(block, n, block)
+    starts = np.unique(group_start[np.minimum(np.searchsorted(group_start, wanted), group_start.size - 1)])
+    starts = starts[starts > 0]
+    bounds = np.concatenate([[0], starts, [n]])
+    best = np.empty(0)
+    for b in range(bounds.size - 1):
+        lo, hi = bounds[b], bounds[b + 1]
+        if best.size >= k:
+            out[lo:hi] = v[lo:hi] <= best[-k]
+        seg = v[lo:hi]
+        top = seg if seg.size <= k else np.partition(seg, seg.size - k)[seg.size - k:]
+        best = np.sort(np.concatenate([best, top]))[-k:]
     return out
 
 

@@ -134,17 +134,25 @@ def test_refuses_existing_folder_and_source(tmp_path, tiny_llama):
 
 
 def test_interrupted_save_leaves_nothing(tmp_path, tiny_llama, monkeypatch):
-    import transformers.modeling_utils as mu
+    from zerolm_prune import checkpoint
 
-    def broken(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"half a file")  # the writer dies mid-way
-        raise OSError("disk full")
+    real_write = checkpoint.write_safetensors
 
-    monkeypatch.setattr(mu, "safe_save_file", broken)
+    def dies_mid_way(folder, entries, **kw):
+        def boom():
+            raise OSError("disk full")
+
+        # the real writer runs and fails on the third tensor, half a file already on disk
+        return real_write(folder, entries[:2] + [(entries[2][0], entries[2][1], entries[2][2], boom)] + entries[3:], **kw)
+
+    monkeypatch.setattr(checkpoint, "write_safetensors", dies_mid_way)
     pruned = materialize(tiny_llama, subnet_of([4, 8, 4], [50, 96, 7]))
     with pytest.raises(OSError, match="disk full"):
         save_pretrained(pruned, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(checkpoint, "write_safetensors", real_write)
+    save_pretrained(pruned, tmp_path / "out")  # the same call succeeds once the disk is back
+    assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
 def test_decilm_block_configs_export(tmp_path):

@@ -146,3 +146,30 @@ def test_publish_dry_run_and_offline(tmp_path, model_dir, ranked, capsys, monkey
     assert "no Hugging Face token" in one_error_line(capsys)
     assert main(["publish", str(model_dir), "--repo-id", "me/x", "--dry-run"]) == 2
     assert "not written by" in one_error_line(capsys)
+
+
+def test_prune_capacity_order_matches_api(tmp_path, model_dir, ranked, tiny_llama, capsys):
+    pytest.importorskip("zerolm_prune.proxy.importance")
+    out = tmp_path / "cap"
+    assert main(["prune", str(model_dir), "--subnet", f"{ranked}#1", "--out", str(out), "--order", "capacity"]) == 0
+    assert "scored with order 'prefix'" in capsys.readouterr().err  # the user is told about the mismatch
+    model, _ = load_pruned(out)
+    want = materialize(tiny_llama, Subnet.from_dict(SUBNETS[1]), order="capacity")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), want.state_dict().values()))
+
+
+def test_model_card_with_results():
+    from zerolm_prune.modelcard import render
+
+    card = render({"base_model": "smollm2-135m", "params_before": 134_515_008, "params_after": 94_000_000,
+                   "score": 12.5, "model_name": "smol-pruned", "subnet": SUBNETS[1],
+                   "results": {"tasks": {"boolq": {"acc": 0.61, "acc_stderr": 0.01},
+                                         "hellaswag": {"acc": 0.3, "acc_norm": 0.35}}, "mean": 0.48}})
+    front = parse_front_matter(card)
+    assert front["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    results = front["model-index"][0]["results"]
+    assert {(r["dataset"]["name"], r["metrics"][0]["type"], r["metrics"][0]["value"]) for r in results} == {
+        ("boolq", "acc", 0.61), ("hellaswag", "acc_norm", 0.35)}
+    assert "| boolq | acc | 0.6100 |" in card and "69.9%" in card
+    with pytest.raises(ValueError, match="access token"):
+        render({"base_model": "me/x", "notes": "hf_" + "a" * 34})

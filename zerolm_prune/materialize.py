@@ -370,22 +370,21 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
                        metadata: dict[str, Any] | None = None, max_shard_bytes: int = 2 * 1024**3) -> Any:
     """Prune a safetensors checkpoint folder into ``out_dir`` without loading the model.
 
-    Why: a checkpoint larger than RAM can still be pruned. Each tensor is read (memory-mapped)
-    with ``safe_open``, sliced if it belongs to a block projection, and buffered into output
-    shards of at most ``max_shard_bytes``; peak memory is about one output shard plus one tensor.
+    Why: a checkpoint larger than RAM can still be pruned. Output shapes are planned from the
+    input headers; then each tensor is read with plain file reads (no mmap), sliced if it belongs
+    to a block projection, and written straight into its place in the output shard, so peak
+    memory is about one tensor and its slice, whatever the checkpoint size.
     Only the ``prefix`` order streams (``capacity`` needs every block's norms: load the model).
     The tensors are exactly those ``materialize`` + ``checkpoint.save_pretrained`` write.
     """
-    import json
     import shutil
     import tempfile
     from pathlib import Path
 
-    from safetensors import safe_open
-    from safetensors.torch import save_file
     from transformers import AutoConfig
 
-    from .checkpoint import check_target, pruned_metadata, replace_dir, rewrite_config, write_card
+    from .checkpoint import (SafetensorsReader, check_target, pruned_metadata, replace_dir, rewrite_config,
+                             write_card, write_safetensors)
 
     if order != "prefix":
         raise UserError("streaming from a folder supports --order prefix only; capacity order needs the model in memory")
@@ -398,55 +397,41 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     plans = [plan_layer(adapter, None, i, c, "prefix") for i, c in enumerate(subnet.layers)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    readers = [SafetensorsReader(f) for f in files]
     try:
-        shards: list[tuple[str, list[str]]] = []
-        buffer: dict[str, torch.Tensor] = {}
-        size = 0
+        entries = []
         total_params = 0
+        for reader in readers:
+            targets = _projection_keys(adapter, reader.keys())
+            for key in reader.keys():
+                info = reader.header[key]
+                shape = list(info["shape"])
+                rows = cols = None
+                proj = None
+                kind = "weight"
+                if key in targets:
+                    index, proj, kind = targets[key]
+                    rows, cols = plans[index].indices(proj)
+                    out_axis, in_axis = (1, 0) if proj.transposed else (0, 1)
+                    if rows is not None:
+                        shape[out_axis if kind == "weight" else 0] = len(rows)
+                    if cols is not None and kind == "weight":
+                        shape[in_axis] = len(cols)
 
-        def flush() -> None:
-            nonlocal buffer, size
-            if buffer:
-                name = f"shard-{len(shards):05d}.safetensors"
-                save_file(buffer, str(tmp / name), metadata={"format": "pt"})
-                shards.append((name, list(buffer)))
-                buffer, size = {}, 0
+                def produce(reader=reader, key=key, proj=proj, kind=kind, rows=rows, cols=cols):
+                    tensor = reader.get(key)
+                    if proj is None:
+                        return tensor
+                    if kind == "weight":
+                        return _slice_weight(tensor, rows, cols, proj.transposed)
+                    return tensor.index_select(0, torch.tensor(rows)) if rows is not None else tensor
 
-        for file in files:
-            with safe_open(str(file), framework="pt") as reader:
-                keys = list(reader.keys())
-                targets = _projection_keys(adapter, keys)
-                for key in keys:
-                    tensor = reader.get_tensor(key)
-                    if key in targets:
-                        index, proj, kind = targets[key]
-                        rows, cols = plans[index].indices(proj)
-                        if kind == "weight":
-                            tensor = _slice_weight(tensor, rows, cols, proj.transposed)
-                        elif rows is not None:
-                            tensor = tensor.index_select(0, torch.tensor(rows))
-                    tensor = tensor.contiguous()
-                    nbytes = tensor.numel() * tensor.element_size()
-                    if buffer and size + nbytes > max_shard_bytes:
-                        flush()
-                    buffer[key] = tensor
-                    size += nbytes
-                    total_params += tensor.numel()
-                    del tensor
-        flush()
-        if len(shards) == 1:
-            os_name = "model.safetensors"
-            (tmp / shards[0][0]).rename(tmp / os_name)
-        else:
-            weight_map, total = {}, len(shards)
-            for n, (name, keys) in enumerate(shards, 1):
-                final = f"model-{n:05d}-of-{total:05d}.safetensors"
-                (tmp / name).rename(tmp / final)
-                weight_map.update({k: final for k in keys})
-            total_size = sum((tmp / f).stat().st_size for f in set(weight_map.values()))
-            (tmp / "model.safetensors.index.json").write_text(json.dumps(
-                {"metadata": {"total_size": total_size}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
-
+                numel = 1
+                for d in shape:
+                    numel *= d
+                total_params += numel
+                entries.append((key, tuple(shape), _dtype_of(info["dtype"]), produce))
+        write_safetensors(tmp, entries, max_shard_bytes=max_shard_bytes)
         shapes = [{"num_attention_heads": len(p.heads), "num_key_value_heads": p.num_kv_heads,
                    "intermediate_size": p.choice.ffn} for p in plans]
         update_config(config, adapter, shapes)
@@ -463,4 +448,13 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        for reader in readers:
+            reader.close()
     return out
+
+
+def _dtype_of(code: str):
+    from .checkpoint import _torch_dtype
+
+    return _torch_dtype(code)

@@ -22,6 +22,9 @@ def enumerate_all(values, costs):
 
 def brute_top_k(score, cost, idx, budget, k):
     ok = np.flatnonzero(cost <= budget)
+    if ok.size > k:  # only subnets scoring at least the k-th best can be in the top k (ties kept)
+        kth = np.partition(score[ok], ok.size - k)[ok.size - k]
+        ok = ok[score[ok] >= kth]
     keys = tuple(idx[ok, j] for j in range(idx.shape[1] - 1, -1, -1))
     order = np.lexsort(keys + (cost[ok], -score[ok]))[:k]
     return [(float(score[ok][o]), idx[ok][o]) for o in order]
@@ -173,4 +176,26 @@ def test_prefilter_blocks_keep_results_exact(monkeypatch):
         for q in (0.2, 0.6, 1.0):
             budget = float(np.quantile(cost, q))
             for k in (1, 4, 25):
+                assert_same(top_k(values, costs, budget, k), brute_top_k(score, cost, idx, budget, k))
+
+
+@pytest.mark.parametrize("work, limit", [((0,), None), ((2_000, 20_000, 4_000_000), 50), ((3_000,), None)])
+def test_grid_bounds_and_retries_keep_results_exact(monkeypatch, work, limit):
+    """No grid, coarse grids (rounding errors) with forced retries, and exact gcd grids: same answers."""
+    import zerolm_prune.search as search
+
+    monkeypatch.setattr(search, "_GRID_WORK", work)
+    if limit is not None:
+        monkeypatch.setattr(search, "_CANDIDATE_LIMIT", limit)
+    rng = np.random.default_rng(11)
+    for trial in range(4):
+        values = [rng.normal(size=12) for _ in range(4)]
+        if trial % 2:  # a large common factor: the gcd grid is exact
+            costs = [rng.integers(1, 40, 12) * 98_304 for _ in range(4)]
+        else:
+            costs = [rng.integers(10**6, 10**7, 12) for _ in range(4)]
+        score, cost, idx = enumerate_all(values, costs)
+        for q in (0.05, 0.5, 0.8):
+            budget = float(np.quantile(cost, q))
+            for k in (1, 10):
                 assert_same(top_k(values, costs, budget, k), brute_top_k(score, cost, idx, budget, k))

@@ -10,8 +10,11 @@ provably cannot reach the top k:
 * feasibility: the prefix plus the cheapest choice of every remaining layer exceeds the budget;
 * k-dominance: k other prefixes are at most as costly and score at least as well, so any
   completion of this prefix is beaten by k feasible subnets (done by peeling k Pareto fronts);
-* bounds: the prefix's score plus an LP-relaxation upper bound of the remaining layers (greedy over
-  each layer's concave hull) falls below the k-th best score known from feasible greedy completions.
+* bounds: the prefix's score plus an upper bound for the remaining layers falls below the k-th
+  best score known from feasible completions. Two bounds are combined: the LP relaxation (greedy
+  over each layer's concave hull) and a DP over a coarse cost grid (costs rounded down for an upper
+  bound, up for feasible completions; exact when all costs share a large common factor, as
+  parameter counts do). When too many prefixes survive, a finer grid is tried.
 
 Costs are integers (params up to ~1e10, MACs): nothing is rounded onto a grid. Ties are broken
 deterministically: score descending, then cost ascending, then per-layer option indices
@@ -144,6 +147,67 @@ def _suffix_bounds(vals: list[np.ndarray], cs: list[np.ndarray]) -> list[_Suffix
     return out
 
 
+# cells x options of the coarse suffix DP: start cheap (~0.02 s), refine when states pile up
+_GRID_WORK = (4_000_000, 30_000_000, 300_000_000)
+_CANDIDATE_LIMIT = 400_000  # candidate prefixes (all layers) before a finer grid is tried
+
+
+@dataclass
+class _Grid:
+    """Suffix bounds from a DP over a coarse cost grid, tighter than the LP where it matters.
+
+    Costs above each layer's cheapest option are measured in cells of ``unit``. Rounding them DOWN
+    relaxes the problem, so ``upper[l][g]`` bounds the best completion of layers l.. with ``g``
+    cells of budget left; rounding UP keeps every solution feasible, so ``lower[l][g]`` is the
+    value of a real completion. The error is below one cell per layer, far below one FFN step.
+    """
+
+    unit: int | float
+    upper: list[np.ndarray]
+    lower: list[np.ndarray]
+
+    def cells(self, left_over_min: np.ndarray) -> np.ndarray:
+        g = left_over_min // self.unit
+        return np.minimum(g.astype(np.int64), self.upper[0].size - 1)
+
+
+def _grid_bounds(vals: list[np.ndarray], cs: list[np.ndarray], window: float, work: int) -> _Grid | None:
+    import math as _math
+
+    L = len(vals)
+    n_total = sum(v.size for v in vals)
+    cells = work // max(n_total, 1)
+    if cells < 64 or window <= 0:
+        return None
+    integral = cs[0].dtype == np.int64
+    unit: int | float = max(1, -(-int(window) // cells)) if integral else float(window) / cells
+    if integral:  # costs that share a large common factor: one cell per factor makes the DP exact
+        common = 0
+        for c in cs:
+            common = _math.gcd(common, *(int(x) for x in np.unique(c - c.min())))
+        if common > 0 and window // common < cells:
+            unit = common
+    n_cells = int(window // unit) + 1
+    upper = [np.empty(0)] * (L + 1)
+    lower = [np.empty(0)] * (L + 1)
+    upper[L] = np.zeros(n_cells)
+    lower[L] = np.zeros(n_cells)
+    for l in range(L - 1, -1, -1):
+        d = cs[l] - cs[l].min()
+        down = (d // unit).astype(np.int64)
+        up = (-(-d // unit)).astype(np.int64)
+        for rounded, table, nxt in ((down, upper, upper[l + 1]), (up, lower, lower[l + 1])):
+            best: dict[int, float] = {}
+            for cell, v in zip(rounded.tolist(), vals[l].tolist()):
+                if cell < n_cells and v > best.get(cell, -np.inf):
+                    best[cell] = v
+            f = np.full(n_cells, -np.inf)
+            for cell, v in best.items():
+                np.maximum(f[cell:], v + nxt[:n_cells - cell], out=f[cell:])
+            table[l] = f
+    return _Grid(unit, upper, lower)
+
+
 def _front_ids(cost: np.ndarray, value: np.ndarray, lexkey: np.ndarray, k: int, tol: float) -> np.ndarray:
     """Which of the first k Pareto fronts each item is on (k where it is on none).
 
@@ -234,8 +298,25 @@ def top_k(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], budget: flo
 _exact_top_k = top_k  # ``rank_subnets`` has a parameter named top_k
 
 
+class _TooManyStates(Exception):
+    """The bounds are too loose for this grid: retry with a finer one."""
+
+
 def _search(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k: int, *, use_bounds: bool
             ) -> list[tuple[float, np.ndarray]]:
+    works = _GRID_WORK if use_bounds else (0,)
+    for attempt, work in enumerate(works):
+        last = attempt == len(works) - 1
+        try:
+            return _search_once(vals, cs, budget, k, use_bounds=use_bounds, grid_work=work,
+                                candidate_limit=None if last else _CANDIDATE_LIMIT)
+        except _TooManyStates:
+            continue
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _search_once(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k: int, *, use_bounds: bool,
+                 grid_work: int, candidate_limit: int | None) -> list[tuple[float, np.ndarray]]:
     L = len(vals)
     tol = _tolerance(vals)
     suffix = _suffix_bounds(vals, cs)
@@ -250,8 +331,13 @@ def _search(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k: int,
     parents: list[np.ndarray] = []
     choices: list[np.ndarray] = []
     lower_bound = -np.inf
+    grid = _grid_bounds(vals, cs, budget - suffix[0].min_cost, grid_work) if use_bounds and grid_work else None
+    seen = 0
     for l in range(L):
         n_opt = vals[l].size
+        seen += value.size * n_opt
+        if candidate_limit is not None and seen > candidate_limit:
+            raise _TooManyStates
         cand_v = (value[:, None] + vals[l][None, :]).reshape(-1)
         cand_c = (cost[:, None] + cs[l][None, :]).reshape(-1)
         parent = np.repeat(np.arange(value.size), n_opt)
@@ -259,8 +345,14 @@ def _search(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k: int,
         keep = cand_c + suffix[l + 1].min_cost <= budget
         if use_bounds and keep.any():
             left = budget - cand_c[keep]
-            lower_bound = max(lower_bound, _kth_largest(cand_v[keep] + suffix[l + 1].lower(left), k) - tol)
-            hopeful = cand_v[keep] + suffix[l + 1].upper(left) >= lower_bound - tol
+            completion_lo = suffix[l + 1].lower(left)
+            completion_up = suffix[l + 1].upper(left)
+            if grid is not None:
+                g = grid.cells(left - suffix[l + 1].min_cost)
+                completion_lo = np.maximum(completion_lo, grid.lower[l + 1][g])
+                completion_up = np.minimum(completion_up, grid.upper[l + 1][g])
+            lower_bound = max(lower_bound, _kth_largest(cand_v[keep] + completion_lo, k) - tol)
+            hopeful = cand_v[keep] + completion_up >= lower_bound - tol
             keep[np.flatnonzero(keep)[~hopeful]] = False
         cand_v, cand_c, parent, option = cand_v[keep], cand_c[keep], parent[keep], option[keep]
         lexkey = lexrank[parent] * n_opt + option

@@ -20,19 +20,22 @@ SUBNETS = [
 ]
 
 
-@pytest.fixture
-def model_dir(tmp_path, tiny_llama):
+def save_with_tokenizer(model, folder):
     import shutil
 
     from zerolm_prune.assets import smollm2_135m_dir
 
-    folder = tmp_path / "base"
-    tiny_llama.save_pretrained(str(folder))
+    model.save_pretrained(str(folder))
     # a real tokenizer: loading.load_model expects one next to the weights
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         if (smollm2_135m_dir() / name).is_file():
             shutil.copyfile(smollm2_135m_dir() / name, folder / name)
     return folder
+
+
+@pytest.fixture
+def model_dir(tmp_path, tiny_llama):
+    return save_with_tokenizer(tiny_llama, tmp_path / "base")
 
 
 @pytest.fixture
@@ -173,3 +176,36 @@ def test_model_card_with_results():
     assert "| boolq | acc | 0.6100 |" in card and "69.9%" in card
     with pytest.raises(ValueError, match="access token"):
         render({"base_model": "me/x", "notes": "hf_" + "a" * 34})
+
+
+def test_prune_nemotron_nas_format_and_load_model(tmp_path, capsys):
+    from transformers import LlamaForCausalLM
+
+    from conftest import tiny_llama_config
+    from zerolm_prune.checkpoint import load_decilm_as_llama, save_pretrained
+    from zerolm_prune.loading import load_model
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(tiny_llama_config(intermediate_size=768)).eval()
+    src = save_with_tokenizer(base, tmp_path / "src")
+    subnet = tmp_path / "s.json"
+    subnet.write_text(json.dumps({"heads": [8, 8, 8], "ffn": [256, 768, 512]}))
+    pruned = materialize(base, Subnet.from_dict(json.loads(subnet.read_text())))
+    assert main(["prune", str(src), "--subnet", str(subnet), "--out", str(tmp_path / "deci"),
+                 "--format", "nemotron-nas"]) == 0
+    capsys.readouterr()
+    config = json.loads((tmp_path / "deci" / "config.json").read_text())
+    assert config["architectures"] == ["DeciLMForCausalLM"] and len(config["block_configs"]) == 3
+    back = load_decilm_as_llama(tmp_path / "deci")
+    ids = torch.randint(0, 128, (1, 5))
+    with torch.no_grad():
+        assert torch.equal(back(input_ids=ids).logits, pruned(input_ids=ids).logits)
+    subnet.write_text(json.dumps({"heads": [4, 8, 8], "ffn": [256, 768, 512]}))
+    assert main(["prune", str(src), "--subnet", str(subnet), "--out", str(tmp_path / "deci2"),
+                 "--format", "nemotron-nas"]) == 2
+    assert "query heads" in one_error_line(capsys) and not (tmp_path / "deci2").exists()
+
+    folder = save_pretrained(pruned, tmp_path / "plain")
+    model, _ = load_model(str(folder))  # loading.load_model routes pruned folders to load_pruned
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, pruned(input_ids=ids).logits)

@@ -111,3 +111,41 @@ def test_adapter_errors(tmp_path, tiny_llama):
         lora.load_adapter(copy.deepcopy(tiny_llama), folder)
     with pytest.raises(UserError, match="outside 1..8"):
         materialize(with_lora(tiny_llama), subnet([8] * 3, [96] * 3, {"qkv": [9, 8, 8]}))
+
+
+def test_sliced_lora_equals_masked_full_adapter(tiny_llama):
+    """Slicing base + LoRA together computes what the full adapter computes with pruned inputs zeroed."""
+    from zerolm_prune.materialize import plan_layer
+    from zerolm_prune.models import get_adapter
+
+    peft_model = with_lora(tiny_llama, seed=4)
+    choice = subnet([4, 8, 4], [50, 96, 7], {"qkv": [8, 8, 8]})
+    ref = copy.deepcopy(peft_model)
+    adapter = get_adapter(ref)
+    with torch.no_grad():
+        for i, c in enumerate(choice.layers):
+            plan = plan_layer(adapter, ref, i, c, "prefix")
+            hd = plan.geometry.head_dim
+            head_cols = [h * hd + d for h in range(plan.geometry.num_heads) if h not in plan.heads for d in range(hd)]
+            ffn_cols = [j for j in range(plan.geometry.ffn_dim) if j not in plan.channels]
+            layer = adapter.layers(ref)[i]
+            for module, cols in ((layer.self_attn.o_proj, head_cols), (layer.mlp.down_proj, ffn_cols)):
+                module.base_layer.weight[:, cols] = 0
+                module.lora_A["default"].weight[:, cols] = 0  # the LoRA path reads the pruned inputs too
+    pruned = materialize(peft_model, choice)
+    assert (logits(pruned, IDS) - logits(ref, IDS)).abs().max().item() < 1e-5
+
+
+def test_gpt2_conv1d_lora_merged_equals_unmerged(tiny_gpt2):
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(copy.deepcopy(tiny_gpt2), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True))
+    with torch.no_grad():
+        for module in lora.lora_modules(peft_model).values():
+            module.lora_B["default"].weight.normal_(0, 0.3)
+    pruned = materialize(peft_model.eval(), subnet([2, 3], [10, 80], {"qkv": [2, 3]}))
+    c_attn = lora.lora_modules(pruned)["transformer.h.0.attn.c_attn"]
+    assert c_attn.lora_B["default"].weight.shape == (3 * 24, 2)  # q, k and v parts of two heads
+    want = logits(pruned, IDS)
+    assert (logits(lora.merge(copy.deepcopy(pruned)), IDS) - want).abs().max().item() < 1e-5

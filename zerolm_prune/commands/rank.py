@@ -148,13 +148,32 @@ def layer_summary(subnet: dict) -> str:
     return " | ".join(parts)
 
 
+def _differs(subnet: dict, best: dict) -> str:
+    """Layers where ``subnet`` differs from the best one: ``L3,L17`` (empty for the best itself)."""
+    n = len(best["heads"])
+    keys = ["heads", "ffn"]
+    layers = [i for i in range(n)
+              if any(subnet[k][i] != best[k][i] for k in keys)
+              or any(subnet.get("ranks", {}).get(g, [None] * n)[i] != r[i] for g, r in (best.get("ranks") or {}).items())]
+    return ",".join(f"L{i}" for i in layers)
+
+
 def format_table(entries: list[dict], full: int, by: str) -> str:
     from .space import human
 
-    lines = [f"{'rank':>4} {'score':>14} {'params':>9} {'MACs/tok':>9} {'%full':>6}  per-layer choices (value x layers)"]
+    lines = [f"{'rank':>4} {'score':>14} {'params':>9} {'MACs/tok':>9} {'%full':>6}  per-layer choices (value x layers)"
+             "  [layers that differ from rank 0]"]
     for e in entries:
+        diff = _differs(e["subnet"], entries[0]["subnet"]) if e is not entries[0] else ""
         lines.append(f"{e['rank']:>4} {e['score']:>14.9g} {human(e['params']):>9} {human(e['macs']):>9} "
-                     f"{100 * e[by] / full:>5.1f}%  {layer_summary(e['subnet'])}")
+                     f"{100 * e[by] / full:>5.1f}%  {layer_summary(e['subnet'])}" + (f"  [{diff}]" if diff else ""))
+    if entries:
+        best = entries[0]["subnet"]
+        rows = [("heads", best["heads"]), ("ffn", best["ffn"])] + sorted((best.get("ranks") or {}).items())
+        width = max(len(name) for name, _ in rows)
+        lines.append("")
+        for i, (name, values) in enumerate(rows):
+            lines.append(f"{'rank 0 per layer:' if i == 0 else '':<17} {name:<{width}} {values}")
     return "\n".join(lines)
 
 

@@ -205,8 +205,9 @@ def test_smollm2_pruned_generates_the_same_without_zerolm_prune(tmp_path, smollm
     assert json.loads(line.split(" ", 1)[1]) == want
 
 
+@pytest.mark.parametrize("order", ["prefix", "capacity"])
 @pytest.mark.parametrize("family", ["llama", "bert", "gpt2"])
-def test_streaming_folder_prune_matches_in_memory(tmp_path, family, tiny_llama, tiny_bert, tiny_gpt2):
+def test_streaming_folder_prune_matches_in_memory(tmp_path, family, order, tiny_llama, tiny_bert, tiny_gpt2):
     from zerolm_prune.materialize import materialize_folder
 
     model, subnet = {
@@ -217,10 +218,12 @@ def test_streaming_folder_prune_matches_in_memory(tmp_path, family, tiny_llama, 
     src = tmp_path / "src"
     model.save_pretrained(str(src), max_shard_size="20KB")  # a multi-shard input
     assert (src / "model.safetensors.index.json").is_file()
-    out = materialize_folder(src, subnet, tmp_path / "out", max_shard_bytes=30_000)
+    if order == "capacity":
+        pytest.importorskip("zerolm_prune.proxy.importance")
+    out = materialize_folder(src, subnet, tmp_path / "out", order=order, max_shard_bytes=30_000)
     assert (out / "model.safetensors.index.json").is_file()  # and a multi-shard output
     loaded, _ = load_pruned(out)
-    want = materialize(model, subnet).state_dict()
+    want = materialize(model, subnet, order=order).state_dict()
     got = loaded.state_dict()
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
     config = json.loads((out / "config.json").read_text())

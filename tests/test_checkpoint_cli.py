@@ -155,7 +155,9 @@ def test_prune_capacity_order_matches_api(tmp_path, model_dir, ranked, tiny_llam
     pytest.importorskip("zerolm_prune.proxy.importance")
     out = tmp_path / "cap"
     assert main(["prune", str(model_dir), "--subnet", f"{ranked}#1", "--out", str(out), "--order", "capacity"]) == 0
-    assert "scored with order 'prefix'" in capsys.readouterr().err  # the user is told about the mismatch
+    captured = capsys.readouterr()
+    assert "scored with order 'prefix'" in captured.err  # the user is told about the mismatch
+    assert "streamed" in captured.out
     model, _ = load_pruned(out)
     want = materialize(tiny_llama, Subnet.from_dict(SUBNETS[1]), order="capacity")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), want.state_dict().values()))

@@ -374,7 +374,8 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     input headers; then each tensor is read with plain file reads (no mmap), sliced if it belongs
     to a block projection, and written straight into its place in the output shard, so peak
     memory is about one tensor and its slice, whatever the checkpoint size.
-    Only the ``prefix`` order streams (``capacity`` needs every block's norms: load the model).
+    ``capacity`` order reads each layer's projections once more to rank its heads and channels
+    (``zerolm_prune.proxy.importance``), one layer at a time.
     The tensors are exactly those ``materialize`` + ``checkpoint.save_pretrained`` write.
     """
     import shutil
@@ -386,18 +387,32 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     from .checkpoint import (SafetensorsReader, check_target, pruned_metadata, replace_dir, rewrite_config,
                              write_card, write_safetensors)
 
-    if order != "prefix":
-        raise UserError("streaming from a folder supports --order prefix only; capacity order needs the model in memory")
+    if order not in ORDERS:
+        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)}")
     src, out = Path(src), Path(out_dir).expanduser().resolve()
     files = _weight_files(src)
     config = AutoConfig.from_pretrained(str(src))
     adapter = get_adapter(config)
     check_subnet(subnet, adapter)
     check_target(out, src.resolve(), overwrite)
-    plans = [plan_layer(adapter, None, i, c, "prefix") for i, c in enumerate(subnet.layers)]
+    readers = [SafetensorsReader(f) for f in files]
+    try:
+        if order == "prefix":
+            plans = [plan_layer(adapter, None, i, c, "prefix") for i, c in enumerate(subnet.layers)]
+        else:  # one extra read of each layer's projections, one layer resident at a time
+            where = {}
+            for reader in readers:
+                for key, (i, proj, kind) in _projection_keys(adapter, reader.keys()).items():
+                    if kind == "weight":
+                        where[(i, proj.path)] = (reader, key)
+            plans = [plan_layer(adapter, _StreamedLayerModel(adapter, i, where), i, c, "capacity")
+                     for i, c in enumerate(subnet.layers)]
+    except BaseException:
+        for reader in readers:
+            reader.close()
+        raise
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    readers = [SafetensorsReader(f) for f in files]
     try:
         entries = []
         total_params = 0
@@ -452,6 +467,52 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
         for reader in readers:
             reader.close()
     return out
+
+
+class _LazyWeight:
+    """Stands in for a projection module: ``.weight`` is read from the file on access."""
+
+    def __init__(self, reader: Any, key: str):
+        self._reader, self._key = reader, key
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._reader.get(self._key)
+
+
+class _StreamedLayerModel:
+    """Just enough of a model for ``proxy.importance`` to rank one layer's heads and channels.
+
+    ``adapter.layers(model)[index]`` resolves to an object whose projection paths end in
+    ``_LazyWeight``s, so only the projections the order actually needs are read, and nothing
+    outlives the call.
+    """
+
+    def __init__(self, adapter: ArchAdapter, index: int, where: dict):
+        import types
+
+        layer = types.SimpleNamespace()
+        for proj in adapter.projections:
+            if (index, proj.path) not in where:
+                continue
+            node = layer
+            parts = proj.path.split(".")
+            for part in parts[:-1]:
+                if not hasattr(node, part):
+                    setattr(node, part, types.SimpleNamespace())
+                node = getattr(node, part)
+            setattr(node, parts[-1], _LazyWeight(*where[(index, proj.path)]))
+        layers = {index: layer}
+        node = self
+        if adapter.base_model_prefix:
+            node = types.SimpleNamespace()
+            setattr(self, adapter.base_model_prefix, node)
+        parts = adapter.layers_path.split(".")
+        for part in parts[:-1]:
+            child = types.SimpleNamespace()
+            setattr(node, part, child)
+            node = child
+        setattr(node, parts[-1], layers)
 
 
 def _dtype_of(code: str):

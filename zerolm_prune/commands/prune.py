@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     check_subnet(subnet, get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code)))  # before weights
     folder = Path(resolve(args.model))
-    if (not args.in_memory and not args.adapter and order == "prefix" and args.format == "auto"
+    if (not args.in_memory and not args.adapter and args.format == "auto"
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)

@@ -166,10 +166,15 @@ def test_ranked_json_round_trip(tmp_path):
     assert back[0]["source"]["model"] == "tiny"
     second = read_ranked(f"{path}#2")
     assert len(second) == 1 and second[0]["rank"] == 2 and second[0]["subnet"] == entries[2]["subnet"]
-    with pytest.raises(UserError, match="no subnet with rank 9"):
+    with pytest.raises(UserError, match="has no entry 9"):
         read_ranked(f"{path}#9")
     with pytest.raises(UserError, match="not found"):
         read_ranked(str(tmp_path / "missing.json"))
+    # the run driver appends baselines with rank null: positions still select
+    doc = json.loads(path.read_text())
+    doc["subnets"].append({**entries[0], "rank": None, "name": "baseline"})
+    path.write_text(json.dumps(doc))
+    assert read_ranked(f"{path}#4")[0]["name"] == "baseline"
     (tmp_path / "bad.json").write_text(json.dumps({"heads": [1]}))
     with pytest.raises(UserError, match="no 'subnets'"):
         read_ranked(str(tmp_path / "bad.json"))

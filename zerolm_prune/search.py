@@ -668,11 +668,13 @@ def write_ranked(path: str, document: dict) -> None:
 
 
 def read_ranked(spec: str) -> list[dict]:
-    """Entries of a ranked.json; ``ranked.json#k`` selects the one with rank k (0-based, as written).
+    """Entries of a ranked.json; ``ranked.json#k`` selects entry k (0-based position in the file).
 
-    Each entry is ``{"rank", "score", "params", "macs", "subnet": {...}}``; turn ``subnet`` into a
-    ``Subnet`` with ``Subnet.from_dict``. The document's other keys (model, space, alpha, ...) are
-    copied into each entry under ``"source"`` so a caller holding one entry knows where it came from.
+    For files written by ``rank`` the position equals the entry's ``rank`` (best first); files
+    written by the ``run`` driver may add baselines (``rank`` null) after the ranked ones, and
+    ``prune``/``eval`` count positions the same way. Each entry is ``{"rank", "score", "params",
+    "macs", "subnet": {...}}``; turn ``subnet`` into a ``Subnet`` with ``Subnet.from_dict``. The
+    document's other keys (model, space, alpha, ...) are copied into each entry under ``"source"``.
     """
     import json
     import os
@@ -694,16 +696,13 @@ def read_ranked(spec: str) -> list[dict]:
     for i, entry in enumerate(doc["subnets"]):
         if not isinstance(entry, dict) or "subnet" not in entry:
             raise UserError(f"{path}: entry {i} has no 'subnet'; rewrite the file with `zerolm-prune rank`")
-        entries.append({**entry, "rank": int(entry.get("rank", i)), "source": source})
+        entries.append({**entry, "source": source})
     if not pick:
         return entries
     try:
         k = int(pick)
     except ValueError:
-        raise UserError(f"{spec!r}: the part after '#' must be a rank index such as #0") from None
-    chosen = [e for e in entries if e["rank"] == k]
-    if not chosen:
-        ranks = [e["rank"] for e in entries]
-        span = f"{min(ranks)}..{max(ranks)}" if ranks else "none"
-        raise UserError(f"{path} has no subnet with rank {k} (ranks {span}); pick one of those")
-    return chosen[:1]
+        raise UserError(f"{spec!r}: the part after '#' must be an entry index such as #0") from None
+    if not 0 <= k < len(entries):
+        raise UserError(f"{path} has no entry {k} (it has entries 0..{len(entries) - 1}); pick one of those")
+    return [entries[k]]

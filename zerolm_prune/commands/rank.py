@@ -24,7 +24,7 @@ budget:
 ranked.json:
   {"model", "space", "budget" (absolute), "budget_fraction", "by", "alpha", "order", "table",
    "subnets": [{"rank" (0-based), "score", "params", "macs", "subnet": {"heads", "ffn", "ranks"}}]}
-  Select one subnet elsewhere with ranked.json#K (K = rank, 0-based): prune --subnet ranked.json#0.
+  Select one subnet elsewhere with ranked.json#K (K = 0-based entry, here equal to the rank): prune --subnet ranked.json#0.
 
 examples:
   zerolm-prune rank smollm2-135m --space recipes/smollm2-135m.yaml --budget 0.8 --top-k 5 --plot front.png

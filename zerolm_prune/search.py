@@ -40,7 +40,9 @@ __all__ = [
     "read_ranked",
     "write_ranked",
     "resolve_budget",
+    "layer_costs",
     "BudgetInfo",
+    "DEFAULT_ALPHA",
 ]
 
 
@@ -543,6 +545,11 @@ def _layer_costs(table, by: str, include_lora: bool) -> tuple[list[np.ndarray], 
     if include_lora:
         column = [c + lp for c, lp in zip(column, table.lora_params)]
     return [np.asarray(c, dtype=np.int64) for c in column], int(fixed)
+
+
+def layer_costs(table, by: str = "params", include_lora: bool = False) -> tuple[list[np.ndarray], int]:
+    """Per-layer option costs as the budget counts them, and the fixed part outside the blocks."""
+    return _layer_costs(table, by, include_lora)
 
 
 def _full_model_cost(table, by: str, include_lora: bool) -> int:

@@ -221,3 +221,21 @@ def test_orders_keep_most_active_units(tiny_llama):
         orders = compute_orders(tiny_llama, name, seqs=2, length=16)
         assert orders[2]["ffn"][0] == 77 and orders[2]["heads"][0] == 0, name
         assert sorted(orders[0]["ffn"]) == list(range(96)) and sorted(orders[0]["heads"]) == [0, 1]
+
+
+def test_two_stage_selfgen_shares_one_text(tiny_llama):
+    from zerolm_prune.rankers import get_ranker
+    from zerolm_prune.search import top_k
+
+    tiny_llama.config.bos_token_id = 1
+    sp = _space()
+    r = get_ranker("selfgen", seqs=2, length=16, progress=False)
+    values = r.layer_values(tiny_llama, sp)
+    text = r.text(tiny_llama)
+    assert r.text(tiny_llama) is text  # generated once per model
+    costs = [np.array([c.heads * 10 + c.ffn for c in sp.options(l)], dtype=float) for l in range(3)]
+    found = top_k(values, costs, budget=2 * (8 * 10 + 96) + (4 * 10 + 32), k=5)
+    cands = [Subnet([sp.options(l)[i] for l, i in enumerate(idx)]) for _, idx in found]
+    order = r.rerank(tiny_llama, cands)
+    scores = r.score(tiny_llama, cands)
+    assert sorted(order) == list(range(len(cands))) and scores[order[0]] == max(scores)

@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--only-split", default=None)
     ap.add_argument("--only-kind", default=None)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--ids", type=int, nargs="*", default=None, help="only these subnet ids")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -51,7 +52,8 @@ def main() -> None:
         orders = compute_orders(model, args.order)
     todo = [r for r in rows if str(r["id"]) not in done["results"]
             and (args.only_split is None or r["split"] in (args.only_split, "common"))
-            and (args.only_kind is None or r["kind"] == args.only_kind)]
+            and (args.only_kind is None or r["kind"] == args.only_kind)
+            and (args.ids is None or r["id"] in args.ids)]
     if args.limit:
         todo = todo[: args.limit]
     for r in tqdm(todo, desc=f"ppl ({args.order})"):

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import UserError
 from .base import Ranker, indices_in, space_of
-from .selfgen import FidelityRanker, SelfGenKLRanker
+from .selfgen import FidelityRanker, SelfGenKLRanker, SelfGenRanker
 from .weights import EnergyRanker, ParamsRanker, ZeroLMRanker
 
 RANKERS: dict[str, type[Ranker]] = {
@@ -20,6 +20,7 @@ RANKERS: dict[str, type[Ranker]] = {
     "energy": EnergyRanker,
     "selfgen-kl": SelfGenKLRanker,
     "fidelity": FidelityRanker,
+    "selfgen": SelfGenRanker,
 }
 
 #: decided by the held-out numbers in benchmarks/RANKING.md

@@ -12,6 +12,8 @@ then compare the pruned model's next-token distributions with the full model's o
   layers x (choices-1) half-model passes on a few hundred tokens. Search can use it directly.
 - ``fidelity`` (second stage, new here): re-ranks a short list (the exact search's top
   candidates) by the KL of each whole subnet to the full model on the same self-generated text.
+  Encoders (no LM head, cannot write text) get the cosine of mean-pooled outputs to the full
+  model's on random tokens instead.
 """
 
 from __future__ import annotations
@@ -259,6 +261,9 @@ class FidelityRanker(Ranker):
               text: SelfText | None = None, orders: dict | None = None) -> np.ndarray:
         from tqdm import tqdm
 
+        if text is None and getattr(model, "get_output_embeddings", lambda: None)() is None:
+            # an encoder cannot write text: compare pooled outputs on random tokens instead
+            return encoder_fidelity(model, subnets, adapter=adapter, seed=self.seed, orders=orders, progress=self.progress)
         text = text or SelfText(model, seqs=self.seqs, length=self.length, seed=self.seed, adapter=adapter)
         if orders is None and self.unit_order != "prefix":
             from .orders import compute_orders
@@ -266,3 +271,94 @@ class FidelityRanker(Ranker):
             orders = compute_orders(model, self.unit_order, adapter=adapter, text=text)
         return np.array([-text.kl_of(s, orders=orders) for s in tqdm(subnets, desc="fidelity", disable=not self.progress,
                                                                         leave=False)], dtype=float)
+
+
+def random_tokens(config: Any, *, seqs: int = 16, length: int = 64, seed: int = 0) -> "torch.Tensor":
+    """Token ids drawn uniformly from the vocabulary (ids below 1000 skipped: BERT keeps its
+    special and unused tokens there); the first and last position get CLS/SEP when the config
+    names them. The data-free input for encoders, which cannot write text of their own."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    low = 1000 if config.vocab_size > 2000 else 0
+    ids = torch.randint(low, config.vocab_size, (seqs, length), generator=gen)
+    cls = getattr(config, "cls_token_id", None) or (101 if getattr(config, "model_type", "") == "bert" else None)
+    sep = getattr(config, "sep_token_id", None) or (102 if getattr(config, "model_type", "") == "bert" else None)
+    if cls is not None:
+        ids[:, 0] = cls
+    if sep is not None:
+        ids[:, -1] = sep
+    return ids
+
+
+def encoder_fidelity(model: Any, subnets: Sequence[Any], *, adapter: Any = None, ids: Any = None, seqs: int = 16,
+                     length: int = 64, seed: int = 0, orders: dict | None = None, progress: bool = False) -> np.ndarray:
+    """Mean cosine of mean-pooled outputs (subnet vs full model) on random tokens, per subnet."""
+    import torch
+    from tqdm import tqdm
+
+    from ..models import get_adapter
+    from .apply import sliced
+
+    adapter = adapter or get_adapter(model)
+    ids = ids if ids is not None else random_tokens(model.config, seqs=seqs, length=length, seed=seed)
+    base = adapter.base_model(model)
+
+    def pooled() -> "torch.Tensor":
+        return base(input_ids=ids).last_hidden_state.mean(1)
+
+    with torch.no_grad():
+        ref = pooled()
+        out = []
+        for s in tqdm(subnets, desc="fidelity (random tokens)", disable=not progress, leave=False):
+            with sliced(model, s, adapter=adapter, orders=orders):
+                out.append(float(torch.nn.functional.cosine_similarity(pooled(), ref, dim=-1).mean()))
+    return np.array(out, dtype=float)
+
+
+@dataclass
+class SelfGenRanker(Ranker):
+    """Both stages on one self-generated text: ``layer_values`` (selfgen-kl, for the exact search)
+    and ``score``/``rerank`` (fidelity, for a shortlist). What ``rank``/``run`` should call:
+    ``values = r.layer_values(model, space)``, ``search.top_k(values, costs, budget, k)``, then
+    ``r.rerank(model, candidates)`` -> order of the candidates, best first."""
+
+    name: str = "selfgen"
+    provenance: str = ("new (this project): selfgen-kl table for the exact search, then fidelity (KL to the full "
+                       "model on self-generated text) re-ranks the shortlist")
+    second_stage: bool = True
+    seqs: int = 2
+    length: int = 128
+    seed: int = 0
+    mode: str = "interp"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self._text: SelfText | None = None
+        self._text_model: int | None = None
+
+    def text(self, model: Any, adapter: Any = None) -> "SelfText | None":
+        if getattr(model, "get_output_embeddings", lambda: None)() is None:
+            return None
+        if self._text is None or self._text_model != id(model):
+            self._text = SelfText(model, seqs=self.seqs, length=self.length, seed=self.seed, adapter=adapter)
+            self._text_model = id(model)
+        return self._text
+
+    def layer_values(self, model: Any, space: Any, *, adapter: Any = None) -> list[np.ndarray]:
+        text = self.text(model, adapter)
+        if text is None:  # encoders: the weight-only table
+            from .weights import EnergyRanker
+
+            return EnergyRanker().layer_values(model, space, adapter=adapter)
+        return SelfGenKLRanker(seqs=self.seqs, length=self.length, seed=self.seed, mode=self.mode,
+                               progress=self.progress).layer_values(model, space, adapter=adapter, text=text)
+
+    def score(self, model: Any, subnets: Sequence[Any], *, space: Any = None, adapter: Any = None) -> np.ndarray:
+        fid = FidelityRanker(seqs=self.seqs, length=self.length, seed=self.seed, progress=self.progress)
+        return fid.score(model, subnets, adapter=adapter, text=self.text(model, adapter))
+
+    def rerank(self, model: Any, subnets: Sequence[Any], *, adapter: Any = None) -> list[int]:
+        """Indices of ``subnets`` best first by fidelity (ties keep the first stage's order)."""
+        scores = self.score(model, subnets, adapter=adapter)
+        return sorted(range(len(subnets)), key=lambda i: (-scores[i], i))

@@ -199,3 +199,13 @@ def test_grid_bounds_and_retries_keep_results_exact(monkeypatch, work, limit):
             budget = float(np.quantile(cost, q))
             for k in (1, 10):
                 assert_same(top_k(values, costs, budget, k), brute_top_k(score, cost, idx, budget, k))
+
+
+def test_float_costs():
+    rng = np.random.default_rng(12)
+    values = [rng.normal(size=7) for _ in range(3)]
+    costs = [rng.uniform(0.1, 1.0, 7) for _ in range(3)]
+    score, _, idx = enumerate_all(values, [np.zeros(7, dtype=np.int64)] * 3)
+    cost = (costs[0][:, None, None] + costs[1][None, :, None] + costs[2][None, None, :]).reshape(-1)
+    for budget in (0.5, 1.2, 2.0, 3.0):
+        assert_same(top_k(values, costs, budget, 5), brute_top_k(score, cost, idx, budget, 5))

@@ -16,7 +16,8 @@ provably cannot reach the top k:
   bound, up for feasible completions; exact when all costs share a large common factor, as
   parameter counts do). When too many prefixes survive, a finer grid is tried.
 
-Costs are integers (params up to ~1e10, MACs): nothing is rounded onto a grid. Ties are broken
+Costs are integers (params up to ~1e10, MACs): nothing is rounded onto a grid (float costs work
+too, but then ties in cost are only as exact as float64 sums). Ties are broken
 deterministically: score descending, then cost ascending, then per-layer option indices
 lexicographically ascending. The score of a subnet is the float64 sum of its layer values added
 left to right (layer 0 first), which is what ``numpy`` gives for ``v0[i0] + v1[i1] + ...``; near
@@ -335,6 +336,8 @@ def _search_once(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k:
     lower_bound = -np.inf
     grid = _grid_bounds(vals, cs, budget - suffix[0].min_cost, grid_work) if use_bounds and grid_work else None
     seen = 0
+    # float costs: prune on feasibility only beyond rounding error (integers are exact: 0)
+    cost_tol = 0 if cs[0].dtype == np.int64 else 1e-9 * (abs(float(budget)) + sum(float(np.abs(c).max()) for c in cs))
     for l in range(L):
         n_opt = vals[l].size
         seen += value.size * n_opt
@@ -344,7 +347,7 @@ def _search_once(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k:
         cand_c = (cost[:, None] + cs[l][None, :]).reshape(-1)
         parent = np.repeat(np.arange(value.size), n_opt)
         option = np.tile(np.arange(n_opt), value.size)
-        keep = cand_c + suffix[l + 1].min_cost <= budget
+        keep = cand_c + suffix[l + 1].min_cost <= budget + cost_tol
         if use_bounds and keep.any():
             left = budget - cand_c[keep]
             completion_lo = suffix[l + 1].lower(left)
@@ -365,7 +368,8 @@ def _search_once(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k:
         lexrank[np.argsort(lexkey, kind="stable")] = np.arange(lexkey.size)
         parents.append(parent)
         choices.append(option)
-    order = np.lexsort((lexrank, cost, -value))[:k]
+    fits = np.flatnonzero(cost <= budget)  # float costs: the pruning above allowed for rounding
+    order = fits[np.lexsort((lexrank[fits], cost[fits], -value[fits]))[:k]]
     out = []
     for s in order:
         idx = np.empty(L, dtype=np.int64)

@@ -259,8 +259,8 @@ def markdown_table(candidates: list[dict[str, Any]], tasks: Sequence[str]) -> st
 
     head = ["candidate", "params", "proxy"] + [f"{t} ({metric_of(t)})" if t not in GLUE_TASKS else f"{t} (probe acc)"
                                                for t in tasks] + ["mean"]
-    extra = [k for k in ("fidelity", "word_ppl", "token_ppl") if any(k in c or (k.endswith("ppl") and c.get("perplexity"))
-                                                                        for c in candidates)]
+    extra = (["fidelity"] if any("fidelity" in c for c in candidates) else []) + (
+        ["word_ppl", "token_ppl"] if any(c.get("perplexity") for c in candidates) else [])
     head += extra
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in candidates:

@@ -66,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be a positive number of documents")
-    if args.quiet:  # lm-eval's own request bars too
-        import os
+    import os
 
+    if args.quiet:  # lm-eval's own request bars too
         os.environ["TQDM_DISABLE"] = "1"
+    if args.source == "local":  # no dataset look-ups on the hub (they stall on offline machines)
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     out = Path(args.out) if args.out else default_out(args.model, args.suite, args.limit)
     print(f"run folder: {out} (rerun the same command to resume)")
     data = run_candidates(

@@ -103,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     subnet, entry = read_subnet(args.subnet)
     source = entry.get("source") or {}
     order = args.order or source.get("order") or "prefix"
+    if subnet.rank_groups() and not args.adapter:
+        print("note: the subnet picks LoRA ranks but no --adapter was given; ranks are ignored", file=sys.stderr)
+        from ..space import LayerChoice, Subnet
+
+        subnet = Subnet([LayerChoice(c.heads, c.ffn) for c in subnet.layers])  # record what was applied
     if args.order and source.get("order") and args.order != source["order"]:
         print(f"note: {args.subnet} was scored with order {source['order']!r}; materializing with {args.order!r}",
               file=sys.stderr)
@@ -134,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "params_before": params_before,
         "score": entry.get("score"),
         "alpha": source.get("alpha"),
-        "budget": source.get("budget"),
+        "budget": _budget(source),
         "order": order,
     }
     try:
@@ -186,7 +191,7 @@ def _run_streaming(args: argparse.Namespace, folder: Path, subnet, entry: dict[s
 
     before = _folder_params(folder)
     card = {"base_model": source.get("model") or args.model, "params_before": before, "score": entry.get("score"),
-            "alpha": source.get("alpha"), "budget": source.get("budget"), "order": order}
+            "alpha": source.get("alpha"), "budget": _budget(source), "order": order}
     out = materialize_folder(folder, subnet, args.out, order=order, overwrite=args.overwrite, card=card,
                              source=args.model, metadata={"order": order, "score": entry.get("score")})
     after = _folder_params(out)
@@ -197,3 +202,11 @@ def _run_streaming(args: argparse.Namespace, folder: Path, subnet, entry: dict[s
           f"({after / before:.1%}), order {order}, {shapes}")
     print(f"saved to {out}")
     return 0
+
+
+def _budget(source: dict[str, Any]) -> Any:
+    """The budget as a fraction when the ranked file records one (rank writes both)."""
+    fraction = source.get("budget_fraction")
+    if isinstance(fraction, (int, float)):
+        return f"{fraction:.3g} of the parameters" if source.get("by", "params") == "params" else f"{fraction:.3g}"
+    return source.get("budget")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .importance import UnitLayout, order_from_contributions, unit_contribution, unit_layout, unit_sq_sums
+from .importance import UnitLayout, argsort_desc, unit_contribution, unit_layout, unit_sq_sums
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.base import ArchAdapter, LayerGeometry, Projection
@@ -126,7 +126,8 @@ class CapacityTable:
             for proj in adapter.projections:
                 layout = unit_layout(geo, proj.role)
                 module = adapter.projection_module(layer, proj)
-                weight = adapter.projection_weight(layer, proj)
+                weight = getattr(module, "base_layer", module).weight  # = adapter.projection_weight
+                weight = weight.t() if proj.transposed else weight
                 base = unit_sq_sums(weight, layout, proj.role)
                 lora = _lora_parts(module)
                 group = groups.get(proj.role)
@@ -193,8 +194,9 @@ class CapacityTable:
         config = adapter.config
         columns: dict[str, list[np.ndarray]] = {k: [] for k in
                                                 ("attn", "ffn", "attn_energy", "ffn_energy", "params", "lora_params", "macs")}
-        options = [space.options(i) for i in range(space.num_layers)]
-        counts: dict[Any, tuple[int, int, int]] = {}
+        options: list[list[LayerChoice]] = []
+        # layers of one shape and one choice list share options, kept units and counts
+        shared: dict[Any, tuple[list, dict[str, np.ndarray], dict[str, np.ndarray], dict]] = {}
         iterator: Any = range(space.num_layers)
         if progress:
             from tqdm.auto import tqdm
@@ -212,7 +214,7 @@ class CapacityTable:
                 n = kind_entries[0][1].n_units
                 if order == "capacity":
                     contrib = sum(unit_contribution(e[3], e[1]) for e in kind_entries)
-                    orders[kind] = np.asarray(order_from_contributions(contrib))
+                    orders[kind] = argsort_desc(contrib)
                 else:
                     orders[kind] = np.arange(n)
             tables = []
@@ -226,27 +228,37 @@ class CapacityTable:
                     group = None  # a single variant: no rank choice selects it
                 ranks = {int(k): i for i, k in enumerate(keys)} if group is not None else {}
                 tables.append(_ProjTable(proj, layout, group, ranks, cum))
-            n_opt = len(options[index])
+            ls = space.layers[index]
+            key = (dataclasses.replace(geo, index=0), tuple(ls.heads), tuple(ls.ffn),
+                   tuple(sorted((g, tuple(v)) for g, v in ls.ranks.items())))
+            if key not in shared:
+                opts = ls.options()
+                kept = {kind: np.array([_kept_units(kind, geo, c) for c in opts], dtype=np.int64)
+                        for kind in ("heads", "ffn")}
+                ints = {k: np.zeros(len(opts), dtype=np.int64) for k in ("params", "lora_params", "macs")}
+                for j, choice in enumerate(opts):
+                    p = cost.block_params(geo, choice, config=config, lora=space.lora, include_lora=False)
+                    ints["params"][j] = p
+                    ints["lora_params"][j] = cost.block_params(geo, choice, config=config, lora=space.lora,
+                                                               include_lora=True) - p
+                    ints["macs"][j] = cost.block_macs(geo, choice, config=config, seq_len=seq_len, lora=space.lora)
+                shared[key] = (opts, kept, ints, {})
+            opts, kept, ints, rank_rows = shared[key]
+            options.append(opts)
+            n_opt = len(opts)
             col = {k: np.zeros(n_opt) for k in ("attn", "ffn", "attn_energy", "ffn_energy")}
-            ints = {k: np.zeros(n_opt, dtype=np.int64) for k in ("params", "lora_params", "macs")}
-            kept = {kind: np.array([_kept_units(kind, geo, c) for c in options[index]], dtype=np.int64)
-                    for kind in ("heads", "ffn")}
             for t in tables:
                 k = kept[t.layout.kind]
-                rows = (np.array([t.ranks.get(c.rank(t.group), 0) for c in options[index]], dtype=np.int64)
-                        if t.ranks else np.zeros(n_opt, dtype=np.int64))
-                mass = t.cum[rows, k]
+                if t.ranks:
+                    rk = (t.group, tuple(sorted(t.ranks.items())))
+                    if rk not in rank_rows:
+                        rank_rows[rk] = np.array([t.ranks.get(c.rank(t.group), 0) for c in opts], dtype=np.int64)
+                    mass = t.cum[rank_rows[rk], k]
+                else:
+                    mass = t.cum[0, k]
                 denom = np.minimum(k * t.layout.unit_size, t.layout.other).astype(np.float64)
                 col[t.proj.module] += np.divide(mass, denom, out=np.zeros(n_opt), where=denom > 0)
                 col[t.proj.module + "_energy"] += mass
-            for j, choice in enumerate(options[index]):
-                key = (dataclasses.replace(geo, index=0), choice)  # layers of one shape share counts
-                if key not in counts:
-                    p = cost.block_params(geo, choice, config=config, lora=space.lora, include_lora=False)
-                    counts[key] = (p, cost.block_params(geo, choice, config=config, lora=space.lora,
-                                                        include_lora=True) - p,
-                                   cost.block_macs(geo, choice, config=config, seq_len=seq_len, lora=space.lora))
-                ints["params"][j], ints["lora_params"][j], ints["macs"][j] = counts[key]
             for k, v in {**col, **ints}.items():
                 columns[k].append(v)
         return cls(space, adapter, order=order, source=source, options=options, columns=columns,

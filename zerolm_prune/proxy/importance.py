@@ -87,19 +87,24 @@ def unit_sq_sums(weight: "torch.Tensor", layout: UnitLayout, role: str) -> np.nd
         # float32 accumulation is pairwise (relative error ~1e-7) and 3-10x faster than float64;
         # rows reduce fastest through vector_norm, columns through a fused square-and-sum
         if layout.axis == 0:
-            lines = torch.linalg.vector_norm(w, dim=1).double().square()
+            lines = torch.linalg.vector_norm(w, dim=1).cpu().numpy().astype(np.float64)
+            lines *= lines
         else:
-            lines = (w * w).sum(dim=0).double()
-    lines = lines.cpu().numpy()
+            lines = (w * w).sum(dim=0).cpu().numpy().astype(np.float64)
     if role == "qkv":  # rows [q | k | v], head h owns one hd block in each section
         hd = layout.unit_size // 3
         return lines.reshape(3, layout.n_units, hd).sum(axis=(0, 2))
     return lines.reshape(layout.n_units, layout.unit_size).sum(axis=1)
 
 
+def argsort_desc(contrib: np.ndarray) -> np.ndarray:
+    """Unit indices by contribution, largest first; ties keep the lower index first."""
+    return np.argsort(-np.asarray(contrib, dtype=np.float64), kind="stable")
+
+
 def order_from_contributions(contrib: np.ndarray) -> list[int]:
-    """Units sorted by contribution, largest first; ties keep the lower index first."""
-    return [int(i) for i in np.argsort(-np.asarray(contrib, dtype=np.float64), kind="stable")]
+    """``argsort_desc`` as a list of Python ints (what slicing code indexes with)."""
+    return argsort_desc(contrib).tolist()
 
 
 def unit_contribution(sums: np.ndarray, layout: UnitLayout) -> np.ndarray:

@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 
-from conftest import tiny_bert_config, tiny_gpt2_config, tiny_llama_config
 from zerolm_prune.errors import UserError
 from zerolm_prune.materialize import materialize, plan_layer
 from zerolm_prune.models import get_adapter

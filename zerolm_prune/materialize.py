@@ -287,6 +287,8 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: str = "prefix", adap
         raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)}")
     if not inplace:
         model = copy.deepcopy(model)
+    from .modeling.modeling_zerolm import set_block_sizes
+
     adapter = adapter or get_adapter(model)
     check_subnet(subnet, adapter)
     layers = adapter.layers(model)
@@ -298,8 +300,6 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: str = "prefix", adap
             for proj in adapter.projections:
                 rows, cols = plan.indices(proj)
                 slice_projection(layer, proj, rows, cols)
-            from .modeling.modeling_zerolm import set_block_sizes
-
             set_block_sizes(layer, adapter.family, len(plan.heads), plan.num_kv_heads, choice.ffn,
                             plan.geometry.head_dim)
             if choice.ranks:
@@ -308,12 +308,6 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: str = "prefix", adap
                            "intermediate_size": choice.ffn})
     update_config(_base_config(model), adapter, shapes)
     return model
-
-
-def prunable_indices(adapter: ArchAdapter, model: nn.Module, subnet: Subnet, order: str = "prefix") -> list[LayerPlan]:
-    """The per-layer plans ``materialize`` would apply (for reports and masked references)."""
-    check_subnet(subnet, get_adapter(model) if adapter is None else adapter)
-    return [plan_layer(adapter, model, i, c, order) for i, c in enumerate(subnet.layers)]
 
 
 # ---- streaming: folder in, folder out, one tensor at a time --------------------------------------

@@ -103,10 +103,11 @@ def render(fields: dict[str, Any]) -> str:
     _check_no_tokens(fields)
     meta = front_matter(fields)
     title = fields.get("model_name") or (f"{fields['base_model']} (pruned)" if fields.get("base_model") else "Pruned model")
+    ranked = isinstance(fields.get("score"), (int, float))
     body = [f"# {title}", "",
             "Structured-pruned with [zerolm-prune](https://pypi.org/project/zerolm-prune/): whole attention heads "
-            "(KV groups with their query heads) and FFN channels were removed, data-free, using ZeroLM capacity "
-            "to rank LoNAS-style subnets.", ""]
+            "(KV groups with their query heads) and FFN channels were removed"
+            + (", keeping the LoNAS-style subnet that ZeroLM capacity ranked best, data-free." if ranked else "."), ""]
     before, after = fields.get("params_before"), fields.get("params_after")
     facts = [("base model", fields.get("base_model")),
              ("parameters", f"{_fmt_params(before)} -> {_fmt_params(after)}"

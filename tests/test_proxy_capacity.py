@@ -234,3 +234,40 @@ def test_random_init_matches_a_built_random_model(tiny_gpt2):
     built = CapacityTable.from_model(tiny_gpt2, space)
     drawn = np.mean([CapacityTable.random_init(tiny_gpt2.config, space, seed=s).ffn[1] for s in range(20)], axis=0)
     assert np.allclose(drawn, built.ffn[1], rtol=0.1)
+
+
+def test_lora_on_gpt2_conv1d_scores_the_merged_fused_qkv(tiny_gpt2):
+    """Conv1D stores (in, out); peft's B @ A is (out, in): the merge must line up with the slices."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    peft_model = get_peft_model(tiny_gpt2, LoraConfig(r=6, lora_alpha=12, target_modules=["c_attn"],
+                                                      fan_in_fan_out=True))
+    for name, module in peft_model.named_modules():
+        if name.endswith("lora_B.default"):
+            torch.nn.init.normal_(module.weight, std=0.3)
+    lora = {"groups": {"qkv": ["c_attn"]}, "alpha": 12.0, "r_max": 6}
+    space = SearchSpace([LayerSpace([4, 2], [80, 30], {"qkv": [6, 2]}) for _ in range(2)], lora=lora)
+    adapter = get_adapter(peft_model)
+    c_attn = adapter.projection_module(adapter.layers(peft_model)[0], adapter.projections[0])
+    ours = 2.0 * c_attn.lora_B["default"].weight @ c_attn.lora_A["default"].weight
+    assert torch.allclose(c_attn.get_delta_weight("default").t(), ours)  # peft's own merge, (out, in)
+    table = CapacityTable.from_model(peft_model, space, order="capacity")
+    for subnet in random_subnets(space, 4, seed=6):
+        idx = table.indices_of(subnet)
+        for i, choice in enumerate(subnet.layers):
+            layer = adapter.layers(peft_model)[i]
+
+            def merged(p, layer=layer, choice=choice):
+                module = adapter.projection_module(layer, p)
+                w = adapter.projection_weight(layer, p).detach().double()
+                if p.role != "qkv":
+                    return w
+                r = choice.rank("qkv")
+                a = module.lora_A["default"].weight.detach().double()
+                b = module.lora_B["default"].weight.detach().double()
+                return w + 2.0 * b[:, :r] @ a[:r, :]
+
+            attn, ffn = brute_layer(adapter, peft_model, i, choice, "capacity", merged)
+            assert table.attn[i][idx[i]] == pytest.approx(attn, rel=REL)
+            assert table.ffn[i][idx[i]] == pytest.approx(ffn, rel=REL)

@@ -44,6 +44,11 @@ def clean_python(tmp_path_factory) -> str:
     # a path line in a .pth is appended to sys.path, but .pth files inside it are not run:
     # the parent venv's packages import, its editable zerolm_prune finder does not
     (site / "parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # and should zerolm_prune be installed there for real (a non-editable install), hide it as if absent
+    (site / "block_zerolm.pth").write_text(
+        "import sys, types; sys.meta_path.insert(0, types.SimpleNamespace(find_spec=lambda name, path=None, "
+        "target=None: (_ for _ in ()).throw(ModuleNotFoundError(name)) if name.split('.')[0] == 'zerolm_prune' "
+        "else None))\n")
     return str(root / "venv" / "bin" / "python")
 
 
@@ -51,8 +56,11 @@ def run_clean(python: str, code: str, cwd: Path) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
     prelude = textwrap.dedent("""
-        import importlib.util, sys
-        assert importlib.util.find_spec("zerolm_prune") is None, "zerolm_prune must not be importable here"
+        try:
+            import zerolm_prune
+            raise SystemExit("zerolm_prune must not be importable here")
+        except ImportError:
+            pass
         import torch
         torch.set_num_threads(1)
     """)

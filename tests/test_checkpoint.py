@@ -70,11 +70,26 @@ def run_clean(python: str, code: str, cwd: Path) -> str:
     return proc.stdout
 
 
-def test_nonuniform_roundtrip_and_stock_load(tmp_path, tiny_llama, tiny_bert, tiny_gpt2, clean_python):
+def tiny_qwen2():
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(1)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=128, hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=6, num_key_value_heads=3,
+                                         max_position_embeddings=64)).eval()
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.k_proj.bias.normal_()
+    return model
+
+
+def test_nonuniform_roundtrip_and_stock_load(tmp_path, tiny_llama, tiny_bert, tiny_gpt2, minilm, clean_python):
     cases = {
         "llama": (tiny_llama, subnet_of([4, 8, 4], [50, 96, 7]), "AutoModelForCausalLM"),
+        "qwen2": (tiny_qwen2(), subnet_of([2, 6], [20, 64]), "AutoModelForCausalLM"),
         "bert": (tiny_bert, subnet_of([3, 6], [40, 80]), "AutoModel"),
         "gpt2": (tiny_gpt2, subnet_of([2, 4], [10, 33]), "AutoModelForCausalLM"),
+        "minilm": (minilm[0], subnet_of([12, 6, 3, 9, 1, 12], [1536, 700, 1536, 384, 1000, 64]), "AutoModel"),
     }
     ids = torch.randint(0, 128, (2, 9), generator=torch.Generator().manual_seed(3))
     torch.save(ids, tmp_path / "ids.pt")

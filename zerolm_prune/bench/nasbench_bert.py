@@ -58,16 +58,16 @@ def _layers(record: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
 def _mixer(layer: dict[str, Any], h: int, *, with_lt_out: bool) -> tuple[str, list[Matrix]]:
     op, param, heads = layer["operation_type"], layer["operation_parameter"], int(layer["num_operation_heads"])
     if op == "SA":
-        mats = [Matrix("attn", h, h, STD, "side"), Matrix("attn", h, h, STD, "side"), Matrix("attn", h, h, STD, "branch")]
+        mats = [Matrix("attn", h, h, STD, "q"), Matrix("attn", h, h, STD, "k"), Matrix("attn", h, h, STD, "branch")]
         if param == "WMA":
-            mats.append(Matrix("attn", h, h, STD, "side", bias=False))
+            mats.append(Matrix("attn", h, h, STD, "qk", bias=False))  # between query and key
         mats.append(Matrix("attn", h, h, STD, "out"))
         return str(param), mats
     if op == "DSC":
         k = int(param)
         nh = max(heads // 2, 1)
         width = nh * (h // heads)
-        mats = [Matrix("attn", width, h, STD, "side"), Matrix("attn", width, h, STD, "side"),
+        mats = [Matrix("attn", width, h, STD, "q"), Matrix("attn", width, h, STD, "k"),
                 Matrix("attn", width, h, STD, "branch"),
                 Matrix("attn", width, h, STD, "side", bias=False),  # pointwise 1x1 conv of the key conv
                 Matrix("attn", nh * k, width, STD, "side"),  # conv_kernel_layer

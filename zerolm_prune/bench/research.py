@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arch import Arch, draw_sq_mass
+from .arch import Arch, circuit_capacity, draw_sq_mass
 
 DATA = Path("/work/shared/data")
 
@@ -40,7 +40,10 @@ def candidates(arch: Arch, index: int, seed: int = 0) -> dict[str, float]:
     touch = np.array([m.rows == arch.blocks[l].hidden or m.cols == arch.blocks[l].hidden for l, m in pairs])
     per_block = lambda w: np.bincount(layer, weights=w, minlength=arch.num_layers)  # noqa: E731
     headwise = np.where(attn, sq / (hidden / heads), cap)
+    circuits = [circuit_capacity(b) for b in arch.blocks]
     return {
+        "circuit-capacity": sum(c["qk"] + c["ov"] + c["ffn"] for c in circuits),
+        "circuit-capacity-log": float(sum(np.log(c["qk"] + c["ov"] + c["ffn"]) for c in circuits)),
         "zerolm-a1": cap.sum(),
         "zerolm-headwise": headwise.sum(),
         "capacity-energy": sq.sum(),

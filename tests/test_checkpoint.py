@@ -192,6 +192,7 @@ def test_decilm_block_configs_export(tmp_path):
     # DeciLM's own width formula must give back our widths
     back = load_decilm_as_llama(folder)
     assert [layer.mlp.up_proj.out_features for layer in back.model.layers] == [256, 768, 512]
+    assert torch.equal(logits(load_pruned(folder)[0], torch.arange(5)[None]), logits(back, torch.arange(5)[None]))
     ids = torch.randint(0, 128, (1, 7))
     assert torch.equal(logits(back, ids), logits(pruned, ids))
     with pytest.raises(UserError, match="multiple of 256"):

@@ -206,9 +206,14 @@ def load_pruned(folder: str | Path, device: str | None = None, *, dtype: Any = N
 
     folder = Path(folder)
     raw = read_config(folder)
-    cls = model_class_for(raw)
-    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
-    model = cls.from_pretrained(str(folder), config=config, dtype=dtype or torch.float32)
+    if raw.get("block_configs") is not None:  # our nemotron-nas export: rebuild with our per-layer LLaMA
+        model = load_decilm_as_llama(folder)
+        if dtype is not None:
+            model = model.to(dtype)
+    else:
+        cls = model_class_for(raw)
+        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+        model = cls.from_pretrained(str(folder), config=config, dtype=dtype or torch.float32)
     model.eval()
     if device:
         model = model.to(device)

@@ -27,21 +27,23 @@ def register(subparsers) -> None:
         help="Kendall tau / Spearman rho of ZeroLM, our variants and baselines on NAS benchmarks",
         description="Score every architecture of a labelled NAS benchmark at random init with ZeroLM, our "
         "capacity variants and the baselines (#params, MACs, hidden x layers, magnitude, random, SynFlow, "
-        "SNIP), and print rank correlations with bootstrap 95%% intervals.\n\nExamples:\n"
+        "SNIP), and print rank correlations with bootstrap 95% intervals.\n\nExamples:\n"
         "  zerolm-prune bench nasbench-bert --data BERT_benchmark.json --json out.json\n"
         "  zerolm-prune bench nasbench-bert --data BERT_benchmark.json --reading trained-as\n"
         "  zerolm-prune bench lts --data random_GPT2_lm1b.json --alpha 1.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
-    nb = sub.add_parser("nasbench-bert", help="NAS-Bench-BERT / FlexiBERT (GLUE)")
+    nb = sub.add_parser("nasbench-bert", help="NAS-Bench-BERT / FlexiBERT (GLUE)",
+                        description="Rank correlation with GLUE on NAS-Bench-BERT (BERT_benchmark.json schema).")
     _common(nb)
     nb.add_argument("--reading", default="proxy-code", choices=("proxy-code", "faithful", "trained-as"),
                     help="how a record becomes matrices: as the public proxy code builds it (hidden 256, FFN "
                          "1024; the published numbers), faithfully, or as the TF trainer most likely trained "
                          "it (plain attention) (default: proxy-code)")
     nb.set_defaults(func=run)
-    lt = sub.add_parser("lts", help="LTS GPT-2 / Transformer-XL (perplexity)")
+    lt = sub.add_parser("lts", help="LTS GPT-2 / Transformer-XL (perplexity)",
+                        description="Rank correlation with -valid_ppl on an LTS file (random_GPT2_lm1b.json schema).")
     _common(lt)
     lt.add_argument("--kind", choices=("gpt2", "transxl"), default=None,
                     help="block layout (default: guessed from the file's experiment name)")
@@ -54,7 +56,15 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from ..bench.run import format_table, run_benchmark
+    from ..errors import UserError
 
+    if args.alpha != "auto":  # fail before minutes of scoring
+        try:
+            float(args.alpha)
+        except ValueError:
+            raise UserError(f"--alpha must be 'auto' or a number, got {args.alpha!r}") from None
+    if args.alpha == "auto" and not 0 < args.fit_fraction < 1:
+        raise UserError(f"--fit-fraction must be between 0 and 1, got {args.fit_fraction}")
     kwargs = dict(alpha=args.alpha, fit_fraction=args.fit_fraction, seed=args.seed, bootstrap=args.bootstrap,
                   grad=args.grad, progress=True)
     if args.benchmark == "nasbench-bert":

@@ -271,3 +271,22 @@ def test_lora_on_gpt2_conv1d_scores_the_merged_fused_qkv(tiny_gpt2):
             attn, ffn = brute_layer(adapter, peft_model, i, choice, "capacity", merged)
             assert table.attn[i][idx[i]] == pytest.approx(attn, rel=REL)
             assert table.ffn[i][idx[i]] == pytest.approx(ffn, rel=REL)
+
+
+@pytest.mark.parametrize("order", ["prefix", "capacity"])
+def test_table_scores_what_materialize_cuts(smollm2, order):
+    """The materialized (physically smaller) model has exactly the table's capacity per layer."""
+    materialize = pytest.importorskip("zerolm_prune.materialize").materialize
+    model, _ = smollm2
+    space = SearchSpace([LayerSpace([9, 6, 3], [1536, 700, 257]) for _ in range(30)])
+    table = CapacityTable.from_model(model, space, order=order)
+    subnet = random_subnets(space, 1, seed=7)[0]
+    small = materialize(model, subnet, order=order)
+    adapter = get_adapter(small)
+    idx = table.indices_of(subnet)
+    for i in (0, 11, 29):
+        layer = adapter.layers(small)[i]
+        attn = sum(capacity(adapter.projection_weight(layer, p)) for p in adapter.attn_projections)
+        ffn = sum(capacity(adapter.projection_weight(layer, p)) for p in adapter.ffn_projections)
+        assert table.attn[i][idx[i]] == pytest.approx(attn, rel=REL)
+        assert table.ffn[i][idx[i]] == pytest.approx(ffn, rel=REL)

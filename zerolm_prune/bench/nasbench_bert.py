@@ -11,7 +11,8 @@ one record can be read three ways, and each gives different proxy numbers:
   LT layers have no output dense there; DSC keeps half the heads for attention plus a span
   convolution (``conv_kernel_layer``, ``conv_out_layer``, pointwise 1x1 conv).
 * ``faithful`` -- the same module structure at the record's true hidden size and per-layer
-  ``feed_forward_dimension``.
+  ``feed_forward_dimension``, plus an output dense after LT layers too (the design's layers all
+  end in ``output dense + LayerNorm``; only the proxy code's LT path skips it).
 * ``trained-as`` -- what the published TF trainer most likely trained (its ``is "SA"``
   comparisons are always False): plain SDP attention everywhere at the true hidden size, a first
   FFN dense of 4*hidden, ``num_feed_forward - 1`` extra denses of ``feed_forward_dimension``.

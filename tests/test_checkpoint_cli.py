@@ -117,6 +117,7 @@ def test_prune_with_adapter_merged_and_unmerged(tmp_path, model_dir, tiny_llama,
         out = tmp_path / f"out-{merge}"
         argv = ["prune", str(model_dir), "--subnet", str(subnet), "--out", str(out), "--adapter", str(tmp_path / "lonas")]
         assert main(argv + (["--merge"] if merge else [])) == 0
+        assert ("streamed" in capsys.readouterr().out) == merge  # merging streams; an unmerged export loads
         model, _ = load_pruned(out)
         if not merge:
             assert (out / "adapter" / "adapter_config.json").is_file()

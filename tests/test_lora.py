@@ -149,3 +149,19 @@ def test_gpt2_conv1d_lora_merged_equals_unmerged(tiny_gpt2):
     assert c_attn.lora_B["default"].weight.shape == (3 * 24, 2)  # q, k and v parts of two heads
     want = logits(pruned, IDS)
     assert (logits(lora.merge(copy.deepcopy(pruned)), IDS) - want).abs().max().item() < 1e-5
+
+
+def test_streaming_merge_equals_in_memory_merge(tmp_path, tiny_llama):
+    from zerolm_prune.materialize import materialize_folder
+
+    peft_model = with_lora(tiny_llama, r=8, alpha=16.0, seed=5)
+    adapter_dir = lora.save_lonas_adapter(peft_model, tmp_path / "lonas")
+    src = tmp_path / "src"
+    tiny_llama.save_pretrained(str(src), max_shard_size="20KB")
+    choice = subnet([4, 8, 4], [50, 96, 7], {"qkv": [4, 8, 2], "gateup": [6, 3, 8], "down": [8, 1, 5]})
+    want = lora.merge(materialize(peft_model, choice))
+    out = materialize_folder(src, choice, tmp_path / "out", merge_adapter=adapter_dir)
+    got, _ = load_pruned(out)
+    assert (logits(got, IDS) - logits(want, IDS)).abs().max().item() < 1e-5
+    w, g = want.state_dict(), got.state_dict()
+    assert all((w[k] - g[k]).abs().max().item() < 1e-6 for k in w)

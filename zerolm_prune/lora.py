@@ -213,3 +213,58 @@ def save_lonas_adapter(peft_model, out_dir: str | Path, *, adapter_name: str = "
         "task_type": config.task_type,
     }, indent=2))
     return out
+
+
+# ---- streaming merge ------------------------------------------------------------------------------
+
+def adapter_deltas(adapter_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Per target module (path inside the model): ``{"A", "B", "scale", "fan_in_fan_out"}``.
+
+    What ``materialize_folder`` needs to merge an adapter while streaming the base weights: the
+    adapter is small, so it is read whole; ``scale`` is peft's (alpha/r, rank/alpha patterns and
+    rsLoRA honoured) and stays fixed when the rank is later truncated, as LoNAS does.
+    """
+    import math
+
+    from peft.utils.other import get_pattern_key
+
+    cfg, _ = read_adapter_config(adapter_dir)
+    if cfg.get("use_dora"):
+        raise UserError(f"{adapter_dir}: DoRA adapters cannot be merged while streaming; add --in-memory")
+    state = read_adapter_weights(adapter_dir)
+    r, alpha = int(cfg.get("r", 8)), float(cfg.get("lora_alpha", 8))
+    rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for key, tensor in state.items():
+        for part in ("lora_A", "lora_B"):
+            marker = f".{part}."
+            if marker in key:
+                module = key.split(marker)[0]
+                break
+        else:
+            raise UserError(f"{adapter_dir}: tensor {key} is not a LoRA A/B matrix (trained biases or extra "
+                            "modules); merge it with --in-memory")
+        if module.startswith("base_model.model."):
+            module = module[len("base_model.model."):]
+        out.setdefault(module, {})[part] = tensor
+    for module, parts in out.items():
+        if set(parts) != {"lora_A", "lora_B"}:
+            raise UserError(f"{adapter_dir}: {module} has only {sorted(parts)}; the adapter file is incomplete")
+        r_m = int(rank_pattern.get(get_pattern_key(rank_pattern.keys(), module), r)) if rank_pattern else r
+        a_m = float(alpha_pattern.get(get_pattern_key(alpha_pattern.keys(), module), alpha)) if alpha_pattern else alpha
+        parts["A"], parts["B"] = parts.pop("lora_A"), parts.pop("lora_B")
+        parts["scale"] = a_m / math.sqrt(r_m) if cfg.get("use_rslora") else a_m / r_m
+        parts["fan_in_fan_out"] = bool(cfg.get("fan_in_fan_out"))
+    return out
+
+
+def merged_weight(weight: torch.Tensor, delta: dict[str, Any], rank: int | None, transposed: bool) -> torch.Tensor:
+    """``weight + scale * B[:, :rank] @ A[:rank]`` in the weight's own layout and dtype."""
+    a, b = delta["A"], delta["B"]
+    r = a.shape[0] if rank is None else rank
+    if not 1 <= r <= a.shape[0]:
+        raise UserError(f"LoRA rank {r} is outside 1..{a.shape[0]} (the adapter's rank)")
+    update = (b[:, :r].float() @ a[:r].float()) * delta["scale"]  # (out, in)
+    if transposed:
+        update = update.t()
+    return (weight.float() + update).to(weight.dtype)

@@ -361,7 +361,8 @@ def _projection_keys(adapter: ArchAdapter, keys: Sequence[str]) -> dict[str, tup
 
 def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "prefix", overwrite: bool = False,
                        card: dict[str, Any] | None = None, source: str | None = None,
-                       metadata: dict[str, Any] | None = None, max_shard_bytes: int = 2 * 1024**3) -> Any:
+                       metadata: dict[str, Any] | None = None, max_shard_bytes: int = 2 * 1024**3,
+                       merge_adapter: Any = None, lora_groups: dict[str, Sequence[str]] | None = None) -> Any:
     """Prune a safetensors checkpoint folder into ``out_dir`` without loading the model.
 
     Why: a checkpoint larger than RAM can still be pruned. Output shapes are planned from the
@@ -369,7 +370,9 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     to a block projection, and written straight into its place in the output shard, so peak
     memory is about one tensor and its slice, whatever the checkpoint size.
     ``capacity`` order reads each layer's projections once more to rank its heads and channels
-    (``zerolm_prune.proxy.importance``), one layer at a time.
+    (``zerolm_prune.proxy.importance``), one layer at a time. ``merge_adapter``: a peft LoRA folder
+    (current or LoNAS format) merged into each weight as it streams past, at the subnet's ranks
+    with the LoNAS scale (the same result as ``materialize`` + ``lora.merge``).
     The tensors are exactly those ``materialize`` + ``checkpoint.save_pretrained`` write.
     """
     import shutil
@@ -389,6 +392,12 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     adapter = get_adapter(config)
     check_subnet(subnet, adapter)
     check_target(out, src.resolve(), overwrite)
+    deltas: dict[str, Any] = {}
+    if merge_adapter is not None:
+        from .lora import adapter_deltas
+
+        deltas = _deltas_by_key(adapter, adapter_deltas(merge_adapter), merge_adapter)
+    groups = dict(lora_groups or adapter.lora_groups)
     readers = [SafetensorsReader(f) for f in files]
     try:
         if order == "prefix":
@@ -427,8 +436,16 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
                     if cols is not None and kind == "weight":
                         shape[in_axis] = len(cols)
 
-                def produce(reader=reader, key=key, proj=proj, kind=kind, rows=rows, cols=cols):
+                delta = deltas.get((targets[key][0], proj.path)) if proj is not None and kind == "weight" else None
+                rank = _group_rank(adapter, proj, subnet.layers[targets[key][0]], groups) if delta else None
+
+                def produce(reader=reader, key=key, proj=proj, kind=kind, rows=rows, cols=cols, delta=delta,
+                            rank=rank):
                     tensor = reader.get(key)
+                    if delta is not None:
+                        from .lora import merged_weight
+
+                        tensor = merged_weight(tensor, delta, rank, proj.transposed)
                     if proj is None:
                         return tensor
                     if kind == "weight":
@@ -461,6 +478,26 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
         for reader in readers:
             reader.close()
     return out
+
+
+def _deltas_by_key(adapter: ArchAdapter, deltas: dict[str, Any], where: Any) -> dict[str, Any]:
+    """LoRA deltas keyed by (layer, projection path); every delta must land on a block projection."""
+    known = _projection_keys(adapter, [f"{m}.weight" for m in deltas])
+    missing = [m for m in deltas if f"{m}.weight" not in known]
+    if missing:
+        raise UserError(f"{where}: LoRA module {missing[0]} is not a block projection of this model; "
+                        "use --in-memory for adapters on other modules")
+    return {(known[f"{m}.weight"][0], known[f"{m}.weight"][1].path): d for m, d in deltas.items()}
+
+
+def _group_rank(adapter: ArchAdapter, proj: Projection, choice: LayerChoice,
+                groups: dict[str, Sequence[str]]) -> int | None:
+    """The subnet's LoRA rank for ``proj`` (None: the module keeps its full rank)."""
+    for group, rank in choice.ranks:
+        names = groups.get(group, ())
+        if adapter.target_name(proj) in names or proj.name in names:
+            return rank
+    return None
 
 
 class _LazyWeight:

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     check_subnet(subnet, get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code)))  # before weights
     folder = Path(resolve(args.model))
-    if (not args.in_memory and not args.adapter and args.format == "auto"
+    if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
@@ -193,12 +193,14 @@ def _run_streaming(args: argparse.Namespace, folder: Path, subnet, entry: dict[s
     card = {"base_model": source.get("model") or args.model, "params_before": before, "score": entry.get("score"),
             "alpha": source.get("alpha"), "budget": _budget(source), "order": order}
     out = materialize_folder(folder, subnet, args.out, order=order, overwrite=args.overwrite, card=card,
-                             source=args.model, metadata={"order": order, "score": entry.get("score")})
+                             source=args.model, metadata={"order": order, "score": entry.get("score")},
+                             merge_adapter=args.adapter)
     after = _folder_params(out)
     config = json.loads((out / "config.json").read_text())
     shapes = "per-layer shapes (load with trust_remote_code=True or zerolm_prune)" \
         if config.get("layer_shapes") else "stock config"
-    print(f"pruned {args.model} (streamed from safetensors): {before / 1e6:.2f}M -> {after / 1e6:.2f}M params "
+    merged = f", LoRA {args.adapter} merged at the subnet's ranks" if args.adapter else ""
+    print(f"pruned {args.model} (streamed from safetensors{merged}): {before / 1e6:.2f}M -> {after / 1e6:.2f}M params "
           f"({after / before:.1%}), order {order}, {shapes}")
     print(f"saved to {out}")
     return 0

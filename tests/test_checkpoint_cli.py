@@ -212,3 +212,24 @@ def test_prune_nemotron_nas_format_and_load_model(tmp_path, capsys):
     model, _ = load_model(str(folder))  # loading.load_model routes pruned folders to load_pruned
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, pruned(input_ids=ids).logits)
+
+
+def test_hub_models_are_fetched_as_files_and_streamed(tmp_path, model_dir, ranked, tiny_llama, capsys, monkeypatch):
+    import huggingface_hub
+
+    from zerolm_prune import loading
+
+    calls = []
+
+    def fake_snapshot(repo_id, allow_patterns=None, **kw):
+        calls.append((repo_id, allow_patterns))
+        return str(model_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    monkeypatch.setattr(loading, "load_config", lambda spec, **kw: __import__("transformers").AutoConfig.from_pretrained(str(model_dir)))
+    assert main(["prune", "someone/tiny-llama", "--subnet", f"{ranked}#1", "--out", str(tmp_path / "out")]) == 0
+    assert "streamed" in capsys.readouterr().out
+    assert calls and calls[0][0] == "someone/tiny-llama" and "*.safetensors" in calls[0][1]
+    model, _ = load_pruned(tmp_path / "out")
+    want = materialize(tiny_llama, Subnet.from_dict(SUBNETS[1]))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), want.state_dict().values()))

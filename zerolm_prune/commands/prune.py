@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {args.subnet} was scored with order {source['order']!r}; materializing with {args.order!r}",
               file=sys.stderr)
     check_subnet(subnet, get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code)))  # before weights
-    folder = Path(resolve(args.model))
+    folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
     if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order)
@@ -212,3 +212,24 @@ def _budget(source: dict[str, Any]) -> Any:
     if isinstance(fraction, (int, float)):
         return f"{fraction:.3g} of the parameters" if source.get("by", "params") == "params" else f"{fraction:.3g}"
     return source.get("budget")
+
+
+#: what a streamed prune needs from a hub repository (no .bin / .pt / .h5 duplicates)
+HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja", "vocab*", "merges.txt"]
+
+
+def _local_folder(spec: str, resolved: str, *, allow_download: bool) -> Path:
+    """A local folder for MODEL: itself, or the hub snapshot (safetensors + configs + tokenizer).
+
+    Hub models are fetched as files and streamed rather than loaded, so a model larger than RAM
+    can be pruned. Any failure here (offline, no safetensors) just means the in-memory path.
+    """
+    path = Path(resolved)
+    if path.is_dir() or not allow_download:
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(spec, allow_patterns=HUB_PATTERNS))
+    except Exception:  # offline, gated, unknown: load_model reports the real problem in one line
+        return path

@@ -196,3 +196,14 @@ def test_minilm_real_weights(minilm):
         ref = ref_model(**ids).last_hidden_state
         got = materialize(model, subnet)(**ids).last_hidden_state
     assert (got - ref).abs().max().item() < 1e-5
+
+
+def test_pruning_a_pruned_model_again(tiny_llama):
+    """Per-layer shapes are honoured as the new 'original': pruning twice equals pruning once."""
+    first = materialize(tiny_llama, subnet_of([8, 4, 8], [80, 96, 50]))
+    twice = materialize(first, subnet_of([4, 4, 8], [40, 96, 20]))
+    once = materialize(tiny_llama, subnet_of([4, 4, 8], [40, 96, 20]))
+    ids = torch.randint(0, 128, (1, 6))
+    assert torch.equal(outputs(twice, ids), outputs(once, ids))
+    with pytest.raises(UserError, match="layer 1: 8 heads kept but the layer has 4"):
+        materialize(first, subnet_of([8, 8, 8], [40, 96, 20]))

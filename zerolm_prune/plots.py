@@ -55,11 +55,12 @@ def _zoom(ax, front, chosen, budget) -> None:
 
 def plot_front(out: str, front: Sequence[tuple[float, float]], chosen: Sequence[tuple[float, float]], *,
                budget: float | None = None, by: str = "params", references: dict[str, tuple[float, float]] | None = None,
-               title: str | None = None) -> str:
+               title: str | None = None, exact: bool = True) -> str:
     """Draw the front (``(cost, score)`` pairs, cost ascending) and mark ``chosen`` subnets.
 
     ``budget`` draws a vertical line; ``references`` marks named subnets (e.g. the full model or
-    the LoNAS heuristic subnet). Returns ``out``. The file appears only once complete.
+    the LoNAS heuristic subnet). ``exact=False`` labels a merged front (``search.front_for_plot``).
+    Returns ``out``. The file appears only once complete.
     """
     import matplotlib
 
@@ -70,7 +71,8 @@ def plot_front(out: str, front: Sequence[tuple[float, float]], chosen: Sequence[
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     if front:
         xs, ys = zip(*front)
-        ax.step(xs, ys, where="post", color="0.35", lw=1.2, label=f"Pareto front ({len(front):,} points)")
+        label = f"{'exact' if exact else 'approximate'} Pareto front ({len(front):,} points)"
+        ax.step(xs, ys, where="post", color="0.35", lw=1.2, label=label)
         if len(front) <= 400:
             ax.plot(xs, ys, ".", color="0.35", ms=3)
     if chosen:

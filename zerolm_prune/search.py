@@ -35,6 +35,7 @@ import numpy as np
 __all__ = [
     "top_k",
     "pareto_front",
+    "front_for_plot",
     "random_search",
     "nsga2_search",
     "rank_subnets",
@@ -387,9 +388,24 @@ def pareto_front(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, m
 
     A point is on the front when no other subnet is at most as costly and scores at least as well
     (exact ties: the lexicographically first indices stand for the group). ``max_cost`` cuts the
-    front off above a cost (useful for plotting around a budget).
+    front off above a cost (useful for plotting around a budget). Real spaces have small fronts
+    (LLaMA-7B LoNAS: 129 points); unstructured random costs can have 1e5+ points and take minutes:
+    use ``front_for_plot`` there.
     """
+    return _front(values, costs, max_cost=max_cost, max_states=None)[0]
+
+
+def front_for_plot(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, max_states: int = 2000
+                   ) -> tuple[list[tuple[float, float, np.ndarray]], bool]:
+    """``(front, exact)``: the exact front while at most ``max_states`` prefixes survive a layer;
+    beyond that, prefixes are merged per cost bucket (``max_states`` buckets, best score kept), so
+    every point is still a real subnet but the curve may sit slightly below the true front."""
+    return _front(values, costs, max_cost=np.inf, max_states=max_states)
+
+
+def _front(values, costs, *, max_cost: float, max_states: int | None):
     vals, cs = _as_arrays(values, costs)
+    exact = True
     L = len(vals)
     tol = _tolerance(vals)  # near ties on prefixes survive; the final pass below is strict
     value = np.zeros(1)
@@ -409,6 +425,16 @@ def pareto_front(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, m
         lexkey = lexrank[parent] * n_opt + option
         # k = 1 with the strict front rule: equal-cost states are compared by value only
         keep = _front_ids(cand_c, cand_v, lexkey, 1, tol) < 1
+        if max_states is not None and keep.sum() > max_states:
+            exact = False
+            kept = np.flatnonzero(keep)
+            c_k = cand_c[kept].astype(np.float64)
+            bucket = np.floor((c_k - c_k.min()) / max((c_k.max() - c_k.min()) / max_states, 1e-300)).astype(np.int64)
+            order = np.lexsort((lexkey[kept], cand_c[kept], -cand_v[kept], bucket))
+            first = np.ones(order.size, dtype=bool)
+            first[1:] = bucket[order][1:] != bucket[order][:-1]
+            keep = np.zeros_like(keep)
+            keep[kept[order[first]]] = True
         value, cost, parent, option, lexkey = cand_v[keep], cand_c[keep], parent[keep], option[keep], lexkey[keep]
         lexrank = np.empty(lexkey.size, dtype=np.int64)
         lexrank[np.argsort(lexkey, kind="stable")] = np.arange(lexkey.size)
@@ -424,7 +450,7 @@ def pareto_front(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, m
             idx[l] = choices[l][node]
             node = parents[l][node]
         out.append((cost[s].item(), float(value[s]), idx))
-    return out
+    return out, exact
 
 
 # --------------------------------------------------------------------------------------------------
@@ -591,15 +617,19 @@ def resolve_budget(table, budget: float, *, by: str = "params", include_lora: bo
     return BudgetInfo(by, include_lora, absolute, full, minimal, maximal, fixed)
 
 
-def _first_of_each(*columns: np.ndarray) -> np.ndarray:
-    """Indices of the first option of each group of options equal in every column, in order."""
-    seen: set[tuple] = set()
-    out = []
-    for i, key in enumerate(zip(*(c.tolist() for c in columns))):
-        if key not in seen:
-            seen.add(key)
-            out.append(i)
-    return np.array(out, dtype=np.int64)
+def _useful_options(values: np.ndarray, params: np.ndarray, macs: np.ndarray) -> np.ndarray:
+    """Indices of a layer's options, less those another option matches in score at no more params
+    and MACs (the first listed of exact duplicates stays). Such options only make costlier copies
+    of subnets that score the same, e.g. LoRA ranks that the score cannot see."""
+    n = values.size
+    keep = []
+    for j in range(n):
+        same = (values == values[j]) & (params <= params[j]) & (macs <= macs[j])
+        cheaper = same & ((params < params[j]) | (macs < macs[j]))
+        duplicate_before = same & (params == params[j]) & (macs == macs[j]) & (np.arange(n) < j)
+        if not (cheaper.any() or duplicate_before.any()):
+            keep.append(j)
+    return np.array(keep, dtype=np.int64)
 
 
 def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, alpha: float = DEFAULT_ALPHA,
@@ -614,10 +644,11 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
     space raises ``UserError`` naming the smallest feasible budget. Fewer than ``top_k`` entries
     come back only when fewer subnets fit the budget.
 
-    ``distinct``: options of a layer that agree in score, params and MACs as counted here (LoRA
-    ranks when LoRA is neither counted nor attached, so it cannot change the score) are one choice,
-    represented by the first listed; otherwise the top k would be k copies of one architecture
-    that differ only in ranks nobody can tell apart. ``distinct=False`` ranks every option.
+    ``distinct``: a layer option that another option of the same layer matches in score at no more
+    params and MACs (as counted here) is left out; of exact duplicates the first listed stays.
+    Typical case: LoRA ranks on a table without an attached adapter, which the score cannot see;
+    otherwise the top k would be k copies of one architecture differing only in such ranks (or,
+    with ``include_lora``, costlier copies with larger ranks). ``distinct=False`` ranks every option.
     """
     from .errors import UserError
 
@@ -641,7 +672,7 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
     if distinct:
         params, _ = _layer_costs(table, "params", include_lora)
         macs, _ = _layer_costs(table, "macs", include_lora)
-        keep = [_first_of_each(v, p, m) for v, p, m in zip(values, params, macs)]
+        keep = [_useful_options(v, p, m) for v, p, m in zip(values, params, macs)]
     found = _exact_top_k([v[k] for v, k in zip(values, keep)], [c[k] for c, k in zip(costs, keep)],
                          info.absolute - fixed, top_k)
     entries = []

@@ -178,7 +178,7 @@ def format_table(entries: list[dict], full: int, by: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import pareto_front, rank_subnets, resolve_budget, write_ranked
+    from ..search import rank_subnets, resolve_budget, write_ranked
     from ..space import load_space
     from .space import human, size_text
 
@@ -216,10 +216,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nwrote {args.out} ({len(entries)} subnets; select one with {args.out}#0)")
     if args.plot:
         from ..plots import plot_front
-        from ..search import _layer_costs
+        from ..search import front_for_plot, layer_costs
 
-        costs, fixed = _layer_costs(table, args.by, args.include_lora)
-        front = pareto_front(table.layer_values(alpha), costs)
+        costs, fixed = layer_costs(table, args.by, args.include_lora)
+        front, exact = front_for_plot(table.layer_values(alpha), costs)
         total = table.total_params if args.by == "params" else table.total_macs
         refs = {}
         for name, subnet in (("LoNAS heuristic subnet", space.heuristic()), ("largest subnet", space.maximal())):
@@ -228,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
         plot_front(
             args.plot, [(float(c + fixed), s) for c, s, _ in front],
             [(float(e[args.by]), e["score"]) for e in entries], budget=float(info.absolute), by=args.by,
-            references=refs, title=f"{space.name or args.space}: exact front, alpha {alpha:g}, {note.split(' (')[0]}",
+            references=refs, exact=exact,
+            title=f"{space.name or args.space}: score vs {args.by}, alpha {alpha:g}, {note.split(' (')[0]}",
         )
-        print(f"wrote {args.plot} (Pareto front: {len(front):,} points)")
+        print(f"wrote {args.plot} ({'exact' if exact else 'approximate'} Pareto front: {len(front):,} points)")
     return 0

@@ -5,8 +5,8 @@ Run: python benchmarks/bench_search.py [--quick]
 Cases (all: top-10 under 0.8 of the full model's whole-model parameters, alpha 1):
   * LLaMA-7B LoNAS space (recipes/llama-7b-lonas.yaml, 32 layers x 20 options) on its random-init
     table (shapes only, as `zerolm-prune rank` scores it offline): options collapsed as the CLI does
-    (LoRA ranks are invisible without --include-lora), every option kept, and LoRA counted
-    (--include-lora: the ranks change the budget, so all 20 options are distinct);
+    (LoRA ranks are invisible to a random-init score), every option kept (exact ties), and LoRA
+    counted with every option kept (--include-lora: the ranks change the budget);
   * 100 layers x 60 options: a LLaMA-style config with 100 layers and a 3 x 10 x 2 space
     (heads x FFN x rank), random-init table, LoRA counted;
   * the LLaMA-7B table with every rank option given its own score and cost (what a real LoRA
@@ -136,9 +136,11 @@ def main() -> None:
          *table_case(llama, include_lora=False, distinct=True, repeats=repeats, evaluations=args.evaluations)),
         ("LLaMA-7B LoNAS 32x20, all 20 options (exact ties)", 32, len(llama.options[0]),
          *table_case(llama, include_lora=False, distinct=False, repeats=repeats, evaluations=args.evaluations)),
-        ("LLaMA-7B LoNAS 32x20, LoRA counted (20 distinct)", 32, len(llama.options[0]),
-         *table_case(llama, include_lora=True, distinct=True, repeats=repeats, evaluations=args.evaluations)),
-        ("LLaMA-style 100x60, random-init table, LoRA counted", 100, len(big.options[0]),
+        ("LLaMA-7B LoNAS 32x20, LoRA counted, all 20 options", 32, len(llama.options[0]),
+         *table_case(llama, include_lora=True, distinct=False, repeats=repeats, evaluations=args.evaluations)),
+        ("LLaMA-style 100x60, random-init table, LoRA counted, all 60 options", 100, len(big.options[0]),
+         *table_case(big, include_lora=True, distinct=False, repeats=repeats, evaluations=args.evaluations)),
+        ("LLaMA-style 100x60, same, useless rank copies dropped (CLI default)", 100, len(big.options[0]),
          *table_case(big, include_lora=True, distinct=True, repeats=repeats, evaluations=args.evaluations)),
         ("LLaMA-7B 32x20 with LoRA-dependent scores and costs (synthetic)", 32, 20,
          *array_case(*lora_like_arrays(llama), repeats=repeats, evaluations=args.evaluations)),

@@ -89,7 +89,8 @@ def test_killed_run_resumes_without_reevaluating(small_llama_dir, tmp_path):
     cmd = [sys.executable, "-m", "zerolm_prune.cli", "eval", str(small_llama_dir), "--subnets", str(ranked),
            "--suite", "piqa,arc_easy", "--limit", "5", "--out", str(run_dir), "--quiet"]
     env = {**os.environ, "ZEROLM_PRUNE_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = (tmp_path / "first.log").open("w")  # a file, not a pipe nobody reads (a full pipe blocks the child)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     results = run_dir / "results.json"
     deadline = time.time() + 300
     try:
@@ -100,6 +101,7 @@ def test_killed_run_resumes_without_reevaluating(small_llama_dir, tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)  # a crash, not a polite stop
         proc.wait()
+        log.close()
     first = json.loads(results.read_text())
     full_before = next(c for c in first["candidates"] if c["name"] == "full")
     assert full_before["done"]
@@ -108,6 +110,7 @@ def test_killed_run_resumes_without_reevaluating(small_llama_dir, tmp_path):
 
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Running loglikelihood" not in done.stderr  # --quiet silences lm-eval's bars too
     final = json.loads(results.read_text())
     names = [c["name"] for c in final["candidates"]]
     assert names == ["full", "rank0", "rank1"] and all(c["done"] for c in final["candidates"])

@@ -511,7 +511,9 @@ def _write_reports(run: RunFile, tasks: Sequence[str]) -> None:
               f"limit {run.data['limit']} · lm-eval {run.data['lm_eval_version']}\n\n")
     foot = ""
     if corr is not None:
-        foot = f"\n\nproxy vs mean accuracy: Kendall tau {corr['kendall_tau']}, Spearman rho {corr['spearman_rho']} (n={corr['n']})"
+        r = lambda v: "n/a" if v is None else f"{v:+.3f}"  # noqa: E731
+        foot = (f"\n\nproxy vs mean accuracy: Kendall tau {r(corr['kendall_tau'])}, "
+                f"Spearman rho {r(corr['spearman_rho'])} (n={corr['n']}, {SCATTER_FILE})")
     _atomic_write(run.dir / TABLE_FILE, header + markdown_table(cands, tasks) + foot + "\n")
 
 

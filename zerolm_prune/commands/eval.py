@@ -60,6 +60,22 @@ def default_out(model: str, suite: str | None, limit: int | None) -> Path:
     return Path("runs") / "eval" / (f"{stem}-{tag}" + (f"-limit{limit}" if limit else ""))
 
 
+def _silence_tqdm() -> None:
+    """--quiet: lm-eval passes ``disable=False`` explicitly, so force it in the class itself."""
+    import os
+
+    import tqdm
+
+    os.environ["TQDM_DISABLE"] = "1"
+    original = tqdm.tqdm.__init__
+
+    def quiet_init(self, *a, **kw):
+        kw["disable"] = True
+        original(self, *a, **kw)
+
+    tqdm.tqdm.__init__ = quiet_init  # type: ignore[method-assign]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..evaluate import RESULTS_FILE, SCATTER_FILE, TABLE_FILE, parse_batch_size, run_candidates
@@ -68,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--limit must be a positive number of documents")
     import os
 
-    if args.quiet:  # lm-eval's own request bars too
-        os.environ["TQDM_DISABLE"] = "1"
+    if args.quiet:
+        _silence_tqdm()
     if args.source == "local":  # no dataset look-ups on the hub (they stall on offline machines)
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     out = Path(args.out) if args.out else default_out(args.model, args.suite, args.limit)

@@ -209,3 +209,22 @@ def test_float_costs():
     cost = (costs[0][:, None, None] + costs[1][None, :, None] + costs[2][None, None, :]).reshape(-1)
     for budget in (0.5, 1.2, 2.0, 3.0):
         assert_same(top_k(values, costs, budget, 5), brute_top_k(score, cost, idx, budget, 5))
+
+
+def test_front_for_plot_exact_when_small_and_real_points_when_merged():
+    from zerolm_prune.search import front_for_plot
+
+    rng = np.random.default_rng(13)
+    values = [rng.normal(size=10) for _ in range(4)]
+    costs = [rng.integers(1, 10**6, 10) for _ in range(4)]
+    front, exact = front_for_plot(values, costs)
+    assert exact and [(c, s) for c, s, _ in front] == [(c, s) for c, s, _ in pareto_front(values, costs)]
+    merged, exact = front_for_plot(values, costs, max_states=20)
+    assert not exact and 0 < len(merged) <= len(front)
+    true_front = dict((c, s) for c, s, _ in front)
+    for c, s, idx in merged:  # every point is a real subnet, never above the true front
+        assert c == sum(int(costs[l][i]) for l, i in enumerate(idx))
+        assert s == pytest.approx(sum(values[l][i] for l, i in enumerate(idx)))
+        assert s <= max(v for k, v in true_front.items() if k <= c)
+    scores = [s for _, s, _ in merged]
+    assert scores == sorted(scores)  # a front: more cost, more score

@@ -219,7 +219,7 @@ def test_front_for_plot_exact_when_small_and_real_points_when_merged():
     costs = [rng.integers(1, 10**6, 10) for _ in range(4)]
     front, exact = front_for_plot(values, costs)
     assert exact and [(c, s) for c, s, _ in front] == [(c, s) for c, s, _ in pareto_front(values, costs)]
-    merged, exact = front_for_plot(values, costs, max_states=20)
+    merged, exact = front_for_plot(values, costs, max_states=4)
     assert not exact and 0 < len(merged) <= len(front)
     true_front = dict((c, s) for c, s, _ in front)
     for c, s, idx in merged:  # every point is a real subnet, never above the true front

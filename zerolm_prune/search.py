@@ -171,13 +171,11 @@ class _Grid:
     lower: list[np.ndarray]
 
     def cells(self, left_over_min: np.ndarray) -> np.ndarray:
-        g = left_over_min // self.unit
-        return np.minimum(g.astype(np.int64), self.upper[0].size - 1)
+        g = np.floor_divide(left_over_min, self.unit)
+        return np.clip(g, 0, self.upper[0].size - 1).astype(np.int64)
 
 
 def _grid_bounds(vals: list[np.ndarray], cs: list[np.ndarray], window: float, work: int) -> _Grid | None:
-    import math as _math
-
     L = len(vals)
     n_total = sum(v.size for v in vals)
     cells = work // max(n_total, 1)
@@ -188,7 +186,7 @@ def _grid_bounds(vals: list[np.ndarray], cs: list[np.ndarray], window: float, wo
     if integral:  # costs that share a large common factor: one cell per factor makes the DP exact
         common = 0
         for c in cs:
-            common = _math.gcd(common, *(int(x) for x in np.unique(c - c.min())))
+            common = math.gcd(common, *(int(x) for x in np.unique(c - c.min())))
         if common > 0 and window // common < cells:
             unit = common
     n_cells = int(window // unit) + 1
@@ -351,12 +349,14 @@ def _search_once(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k:
         keep = cand_c + suffix[l + 1].min_cost <= budget + cost_tol
         if use_bounds and keep.any():
             left = budget - cand_c[keep]
-            completion_lo = suffix[l + 1].lower(left)
+            sure = left - 2 * cost_tol  # float costs: completions counted as feasible only with margin
+            completion_lo = suffix[l + 1].lower(sure)
             completion_up = suffix[l + 1].upper(left)
             if grid is not None:
-                g = grid.cells(left - suffix[l + 1].min_cost)
-                completion_lo = np.maximum(completion_lo, grid.lower[l + 1][g])
-                completion_up = np.minimum(completion_up, grid.upper[l + 1][g])
+                completion_up = np.minimum(completion_up, grid.upper[l + 1][grid.cells(left - suffix[l + 1].min_cost)])
+                over = sure - suffix[l + 1].min_cost
+                grid_lo = np.where(over >= 0, grid.lower[l + 1][grid.cells(over)], -np.inf)
+                completion_lo = np.maximum(completion_lo, grid_lo)
             lower_bound = max(lower_bound, _kth_largest(cand_v[keep] + completion_lo, k) - tol)
             hopeful = cand_v[keep] + completion_up >= lower_bound - tol
             keep[np.flatnonzero(keep)[~hopeful]] = False

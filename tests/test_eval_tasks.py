@@ -177,3 +177,19 @@ def test_same_numbers_as_lm_eval_directly(builtin_manager, smollm2):
             want = direct[task].get(f"{key},none")
             assert ours["tasks"][task][key] == (None if want in (None, "N/A") else pytest.approx(want, abs=1e-12))
     assert ours["tasks"]["winogrande"]["acc_norm"] is None  # WinoGrande reports acc only
+
+
+def test_hub_source_offline_is_one_clear_line(smollm2, monkeypatch):
+    """--source hub keeps lm-eval's task definitions; without the hub that is a UserError, not a trace."""
+    from lm_eval.tasks import TaskManager
+
+    from zerolm_prune.evaluate import evaluate_model
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr("datasets.config.HF_DATASETS_OFFLINE", True)
+    # the real built-in piqa folder only (indexing all 14k default tasks is the slow part)
+    piqa_only = TaskManager(include_path=str(build.builtin_yaml("piqa").parent), include_defaults=False)
+    monkeypatch.setattr(build, "_HUB_MANAGER", piqa_only)
+    with pytest.raises(UserError) as err:
+        evaluate_model(*smollm2, suite="piqa", source="hub", limit=2, progress=False)
+    assert "--source local" in str(err.value) and "\n" not in str(err.value)

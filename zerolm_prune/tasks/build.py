@@ -118,6 +118,9 @@ def write_task_dir(tasks: list[str], *, data_dir: str | Path | None = None, root
     return target
 
 
+_HUB_MANAGER = None
+
+
 def task_manager(tasks: list[str], *, source: str = "local", data_dir: str | Path | None = None):
     """An lm-eval ``TaskManager`` that knows ``tasks``: built-in ones (hub) or generated (local)."""
     from lm_eval.tasks import TaskManager
@@ -125,7 +128,10 @@ def task_manager(tasks: list[str], *, source: str = "local", data_dir: str | Pat
     if source == "hub":
         if data_dir:
             raise UserError("--data-dir applies to --source local only")
-        return TaskManager()
+        global _HUB_MANAGER
+        if _HUB_MANAGER is None:  # indexing lm-eval's 14k default tasks costs ~13 s: once per process
+            _HUB_MANAGER = TaskManager()
+        return _HUB_MANAGER
     if source != "local":
         raise UserError(f"unknown data source {source!r}; use local or hub")
     return TaskManager(include_path=str(write_task_dir(tasks, data_dir=data_dir)), include_defaults=False)

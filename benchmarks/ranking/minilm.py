@@ -4,7 +4,7 @@
 
 Space per layer: heads {12, 8, 6} (head_dim 32), FFN {1536, 1152, 768}, prefix slicing.
 Ground truth: mean cosine between the subnet's and the full model's sentence embeddings (mean
-pooling, as sentence-transformers does for this model) on 256 real GLUE SST-2 validation
+pooling, as sentence-transformers does for this model) on 128 real GLUE SST-2 validation
 sentences. Subnets: fit / report splits (seeds 11 / 22) of equal-budget (0.75 and 0.9 of block
 params, +-1%) and uniformly random subnets. Rankers: params, zerolm (alpha 1), energy, and the
 data-free fidelity on random tokens (no sentences).
@@ -54,7 +54,7 @@ def main() -> None:
     rows, seen = [], set()
     for split, seed in (("fit", 11), ("report", 22)):
         rng = random.Random(seed)
-        for kind, n in (("eq0.75", 20), ("eq0.9", 20), ("random", 20)):
+        for kind, n in (("eq0.75", 15), ("eq0.9", 15), ("random", 15)):
             k = 0
             for _ in range(20000):
                 if k == n:
@@ -68,8 +68,8 @@ def main() -> None:
     subnets = [Subnet([opts[i] for i in r["pick"]]) for r in rows]
 
     ds = datasets.load_from_disk(str(commonsense_data_dir() / "glue" / "sst2" / "validation"))
-    sents = list(dict.fromkeys(ds["sentence"]))[:256]
-    enc = tok(sents, padding=True, truncation=True, max_length=64, return_tensors="pt")
+    sents = list(dict.fromkeys(ds["sentence"]))[:128]
+    enc = tok(sents, padding=True, truncation=True, max_length=48, return_tensors="pt")
 
     def embed() -> torch.Tensor:
         out = model(**enc).last_hidden_state
@@ -78,7 +78,9 @@ def main() -> None:
 
     with torch.no_grad():
         ref = embed()
-        for r, s in zip(rows, subnets):
+        from tqdm import tqdm
+
+        for r, s in tqdm(list(zip(rows, subnets)), desc="minilm truth"):
             with sliced(model, s):
                 r["fidelity"] = float(torch.nn.functional.cosine_similarity(embed(), ref, dim=-1).mean())
     scores = {name: get_ranker(name, **({"progress": False} if name == "fidelity" else {})).score(model, subnets, space=sp)
@@ -95,7 +97,7 @@ def main() -> None:
                 x = np.array([r[name] for r in sel])
                 table.append({"split": split, "subset": subset, "ranker": name, "n": len(sel),
                               "tau": boot(x, y, kendalltau), "rho": boot(x, y, spearmanr)})
-    write_json(HERE / "minilm.json", {"space": "heads {12,8,6} x ffn {1536,1152,768}, prefix", "truth": "cosine to full model, 256 SST-2 sentences",
+    write_json(HERE / "minilm.json", {"space": "heads {12,8,6} x ffn {1536,1152,768}, prefix", "truth": "cosine to full model, 128 SST-2 sentences",
                                       "rows": rows, "table": table})
     print("| split | subset | ranker | n | Kendall tau [95% CI] | Spearman rho [95% CI] |\n|---|---|---|---|---|---|")
     for t in table:

@@ -25,7 +25,7 @@ from common import FULL_BLOCKS, HERE, block_params, load_text_ids, mean_nll, spa
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ranker", default="selfgen-kl")
-    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--k", type=int, nargs="+", default=[50], help="shortlist size per budget (one value = all budgets)")
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.7293, 0.75, 0.9])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -62,11 +62,12 @@ def main() -> None:
         with sliced(model, sub):
             return math.exp(mean_nll(model, ids))
 
-    for b in args.budgets:
+    ks = args.k * len(args.budgets) if len(args.k) == 1 else args.k
+    for b, k in zip(args.budgets, ks):
         key = f"{args.ranker}@{b}"
         if key in doc["runs"]:
             continue
-        found = top_k(values, costs, b * FULL_BLOCKS, args.k)
+        found = top_k(values, costs, b * FULL_BLOCKS, k)
         cands = [Subnet([sp.options(l)[i] for l, i in enumerate(idx)]) for _, idx in found]
         t = time.time()
         fscores = fid.score(model, cands, text=text)

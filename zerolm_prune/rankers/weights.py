@@ -10,7 +10,7 @@
   -> ||W_O[:, h] @ W_V[g]||_F (the OV circuit). A choice's damage is the removed share of the
   layer's energy (squared), so a prefix cut that drops a massive outlier channel (SmolLM2 layers
   11 and 27) counts as the large loss it is, while cutting many small channels counts little.
-  Layers are weighted equally except an ``edge`` factor for the first and last block, whose
+  Layers are weighted equally except an ``edge`` factor (8, grid-searched on the fit split) for the first and last block, whose
   damage is not repaired by later layers (first/last-layer effect; default measured on the fit
   split only, see benchmarks/RANKING.md).
 """
@@ -96,7 +96,7 @@ class EnergyRanker(Ranker):
     provenance: str = ("new (this project): removed share of each block's output-path energy "
                        "(||gate_j||*||up_j||*||down_j||, OV circuits), squared, first/last blocks weighted")
     attn_weight: float = 1.0
-    edge: float = 2.0
+    edge: float = 8.0
     power: float = 2.0
 
     def layer_values(self, model: Any, space: Any, *, adapter: Any = None) -> list[np.ndarray]:

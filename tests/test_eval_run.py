@@ -131,6 +131,19 @@ def test_killed_run_resumes_without_reevaluating(small_llama_dir, tmp_path):
     assert other.returncode == 2 and "limit" in other.stderr and other.stderr.count("\n") == 1
 
 
+def test_run_with_perplexity_and_resume_in_process(small_llama_dir, tmp_path):
+    from zerolm_prune.evaluate import run_candidates
+
+    kw = dict(suite="piqa", limit=3, out_dir=tmp_path / "run", with_perplexity=True, perplexity_limit=2, progress=False)
+    data = run_candidates(str(small_llama_dir), **kw)
+    (full,) = data["candidates"]
+    ppl = full["perplexity"]
+    assert ppl["task"] == "wiki_passages" and ppl["n"] == 2 and ppl["word_perplexity"] > ppl["token_perplexity"] > 1
+    assert "word_ppl" in (tmp_path / "run" / "results.md").read_text()
+    again = run_candidates(str(small_llama_dir), **kw)  # all done: nothing re-evaluated
+    assert again["candidates"] == data["candidates"] and len(again["events"]) == 1
+
+
 def test_scatter_reports_rank_correlations(tmp_path):
     from scipy.stats import kendalltau, spearmanr
 

@@ -104,6 +104,18 @@ def test_user_data_dir_of_jsonl_files(tmp_path):
     assert len(docs) == 7 and docs[3]["goal"] == rows[3]["goal"]
 
 
+def test_user_data_dir_of_save_to_disk_folders(tmp_path):
+    from zerolm_prune import assets
+
+    (tmp_path / "winogrande").mkdir()
+    (tmp_path / "winogrande" / "validation").symlink_to(
+        assets.commonsense_data_dir() / "winogrande" / "winogrande_xl" / "validation")
+    text = build.task_yaml_text("winogrande", data_dir=tmp_path)
+    assert "dataset_path: arrow" in text
+    task = build.task_manager(["winogrande"], data_dir=tmp_path).load(["winogrande"])["tasks"]["winogrande"]
+    assert len(task.eval_docs) == 1267 and task.doc_to_choice(task.eval_docs[0])[0].startswith("Sarah was")
+
+
 # ---------------------------------------------------------------------------------------------
 # equivalence with lm-eval's built-in tasks (the one place that indexes lm-eval's default tasks)
 

@@ -204,7 +204,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"alpha   {alpha:g} ({alpha_method})\n")
     print(format_table(entries, info.full, args.by))
     if len(entries) < args.top_k:
-        print(f"\nonly {len(entries)} subnets fit the budget (asked for {args.top_k})")
+        kind = "subnets" if args.all_ties else "distinct subnets (see --all-ties)"
+        print(f"\nonly {len(entries)} {kind} fit the budget (asked for {args.top_k})")
     document = {
         "model": model_name, "space": args.space, "space_name": space.name, "budget": info.absolute,
         "budget_fraction": info.fraction, "by": args.by, "include_lora": args.include_lora,

@@ -100,3 +100,24 @@ def test_help_documents_budget_counting():
     proc = run_cli("rank", "--help")
     assert proc.returncode == 0
     assert "embeddings" in proc.stdout and "ranked.json#K" in proc.stdout
+
+
+def test_config_only_folder_scores_shapes(tmp_path, capsys):
+    """A checkpoint folder with a config but no weights: random-init table of its shapes."""
+    from conftest import tiny_llama_config
+
+    folder = tmp_path / "tiny"
+    tiny_llama_config().save_pretrained(folder)
+    out = tmp_path / "r.json"
+    assert main(["rank", str(folder), "--space", str(folder), "--budget", "0.9", "--top-k", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "holds a config but no weights" in printed and "random-init" in printed
+    doc = json.loads(out.read_text())
+    assert len(doc["subnets"]) == 3 and all(e["params"] <= doc["budget"] for e in doc["subnets"])
+
+
+def test_real_weights_folder_is_loaded(tmp_path, capsys, tiny_llama):
+    folder = tmp_path / "tiny"
+    tiny_llama.save_pretrained(folder)
+    assert main(["rank", str(folder), "--space", str(folder), "--budget", "0.9", "--top-k", "2"]) == 0
+    assert "real weights of" in capsys.readouterr().out

@@ -97,6 +97,43 @@ def _available_locally(spec: str) -> bool:
     return spec in BUILTIN_MODELS or Path(spec).expanduser().is_dir()
 
 
+def _load_weights(spec: str, *, trust_remote_code: bool, device: str | None):
+    """The model of MODEL; ranking needs no tokenizer, so a plain checkpoint folder without one
+    loads too (``loading.load_model`` insists on a tokenizer)."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..loading import _is_causal, is_pruned_folder, load_config, load_model
+
+    folder = Path(spec).expanduser()
+    if not folder.is_dir() or is_pruned_folder(folder):
+        return load_model(spec, trust_remote_code=trust_remote_code, device=device)[0]
+    import torch
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    from ..models import get_adapter
+
+    config = load_config(spec, trust_remote_code=trust_remote_code)
+    get_adapter(config)  # unsupported families fail here with a clear line
+    cls = AutoModelForCausalLM if _is_causal(config) else AutoModel
+    try:
+        model = cls.from_pretrained(str(folder), dtype=torch.float32, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{spec}: could not load its weights ({str(err).splitlines()[0]})") from None
+    model.eval()
+    return model.to(device) if device else model
+
+
+def _config_only(spec: str) -> bool:
+    """A local folder with config.json and no weight files: shapes only."""
+    from pathlib import Path
+
+    folder = Path(spec).expanduser()
+    if not (folder.is_dir() and (folder / "config.json").is_file()):
+        return False
+    return not any(any(folder.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pt", "*.gguf"))
+
+
 def build_table(args: argparse.Namespace, space):
     """(table, model name, note) for real weights or a random-init table of the shapes."""
     from ..errors import UserError
@@ -113,17 +150,18 @@ def build_table(args: argparse.Namespace, space):
         reason = "the space names no model"
     elif not explicit and not _available_locally(spec):
         reason = f"{spec} is not available locally"
+    elif _config_only(spec):
+        reason = f"{spec} holds a config but no weights"
     if reason is None:
-        from ..loading import load_model
         from ..models import get_adapter
 
-        model, _ = load_model(spec, trust_remote_code=args.trust_remote_code, device=args.device)
+        model = _load_weights(spec, trust_remote_code=args.trust_remote_code, device=args.device)
         adapter = get_adapter(model)
         validate_space(space, adapter)
         table = CapacityTable.from_model(model, space, order=args.order, adapter=adapter, seq_len=args.seq_len,
                                          progress=True)
         return table, spec, f"real weights of {spec} ({args.order} order)"
-    if space.config:
+    if space.config and not (explicit and _config_only(spec)):
         config = space.config_object()
     elif spec is not None:
         from ..loading import load_config

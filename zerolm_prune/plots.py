@@ -18,6 +18,17 @@ def _human(n: float) -> str:
     return f"{n:.3g}"
 
 
+def _fine_formatter(lo: float, hi: float):
+    """Tick labels with enough decimals to tell ticks of a narrow range apart (107.41M, 107.42M)."""
+    import math
+
+    big = max(abs(lo), abs(hi))
+    scale, suffix = next(((s, u) for s, u in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")) if big >= s), (1.0, ""))
+    span = max(hi - lo, 1e-12) / scale
+    decimals = max(0, math.ceil(-math.log10(span)) + 1)
+    return lambda v, _: f"{v / scale:.{decimals}f}{suffix}"
+
+
 def _zoom(ax, front, chosen, budget) -> None:
     """An inset around the chosen subnets: on the full front they sit on one pixel."""
     from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -45,7 +56,7 @@ def _zoom(ax, front, chosen, budget) -> None:
     inset.set_xlim(x_lo - pad_x, x_hi + pad_x)
     inset.set_ylim(min(ys) - pad_y, max(ys) + pad_y)
     inset.tick_params(labelsize=6)
-    inset.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:.4g}M" if abs(v) >= 1e6 else f"{v:.4g}"))
+    inset.xaxis.set_major_formatter(FuncFormatter(_fine_formatter(x_lo - pad_x, x_hi + pad_x)))
     inset.xaxis.set_major_locator(MaxNLocator(4))
     inset.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.8g}"))
     inset.yaxis.set_major_locator(MaxNLocator(5))

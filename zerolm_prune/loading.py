@@ -92,7 +92,7 @@ def load_model(spec: str, *, trust_remote_code: bool = False, dtype: Any = None,
         try:
             model = cls.from_pretrained(where, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # missing files, or a folder without a usable tokenizer
             raise UserError(f"{spec}: could not load weights or tokenizer ({str(err).splitlines()[0]})") from None
         model.eval()
     if dtype is not None:

@@ -1,0 +1,81 @@
+"""The driver end to end on the real SmolLM2: candidates, checkpoints, report, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from zerolm_prune.driver import prune_to_budget
+from zerolm_prune.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory, smollm2):
+    out = tmp_path_factory.mktemp("run")
+    report = prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=out, top_k=2, evaluate=False,
+                             loaded=smollm2, progress=False, log=lambda *a: None)
+    return out, report
+
+
+def test_candidates_and_baselines_within_budget(saved_run):
+    out, _ = saved_run
+    doc = json.loads((out / "ranked.json").read_text())
+    names = [c["name"] for c in doc["subnets"]]
+    assert names[:2] == ["top1", "top2"] and {"lonas-heuristic", "uniform", "random"} <= set(names)
+    proxy = [c for c in doc["subnets"] if c["kind"] == "proxy"]
+    assert all(c["params"] <= doc["budget"] for c in proxy)
+    assert proxy[0]["score"] >= proxy[1]["score"]
+    by_name = {c["name"]: c for c in doc["subnets"]}
+    # the exact search beats every baseline that fits the same budget, on its own score
+    for name in ("uniform", "random"):
+        assert by_name[name]["params"] <= doc["budget"]
+        assert by_name["top1"]["score"] >= by_name[name]["score"]
+    assert by_name["random"]["params"] >= 0.95 * doc["budget"]
+    uniform = by_name["uniform"]["subnet"]
+    assert len(set(uniform["heads"])) == 1 and len(set(uniform["ffn"])) == 1
+    assert doc["full_params"] == 134_515_008
+    assert (out / "front.png").stat().st_size > 10_000
+
+
+def test_saved_checkpoints_load_with_the_promised_size(saved_run):
+    from zerolm_prune.checkpoint import load_pruned
+
+    out, _ = saved_run
+    doc = json.loads((out / "ranked.json").read_text())
+    entry = doc["subnets"][0]
+    model, tok = load_pruned(out / "models" / entry["name"])
+    assert sum(p.numel() for p in model.parameters()) == entry["params"]
+    assert tok is not None
+    card = (out / "models" / entry["name"] / "README.md").read_text()
+    assert "zerolm-prune" in card and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+
+
+def test_rerun_reuses_and_other_settings_refused(saved_run, smollm2):
+    out, _ = saved_run
+    ranked = out / "ranked.json"
+    weights = out / "models" / "top1" / "model.safetensors"
+    before = (ranked.stat().st_mtime_ns, weights.stat().st_mtime_ns)
+    prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=out, top_k=2, evaluate=False, loaded=smollm2,
+                    progress=False, log=lambda *a: None)
+    assert (ranked.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
+    with pytest.raises(UserError, match="other settings.*budget"):
+        prune_to_budget("smollm2-135m", "smollm2-135m", 0.7, out=out, top_k=2, evaluate=False, loaded=smollm2,
+                        progress=False, log=lambda *a: None)
+
+
+def test_evaluated_report_has_every_candidate(tmp_path, smollm2):
+    report = prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=tmp_path, top_k=2, suite="piqa", limit=2,
+                             perplexity_limit=2, save=False, loaded=smollm2, progress=False, log=lambda *a: None)
+    rows = {r["name"]: r for r in report["candidates"]}
+    assert set(rows) == {"full", "top1", "top2", "lonas-heuristic", "uniform", "random"}
+    for row in rows.values():
+        assert row["done"] and 0.0 <= row["tasks"]["piqa"]["acc"] <= 1.0
+        assert row["perplexity"]["token_perplexity"] > 1.0
+    # pruning hurts: the full model has the lowest perplexity of all
+    assert rows["full"]["perplexity"]["token_perplexity"] == min(r["perplexity"]["token_perplexity"] for r in rows.values())
+    text = (tmp_path / "report.md").read_text()
+    assert "| 1 | top1 |" in text and "random" in text and "![Pareto front](front.png)" in text
+    assert "![Proxy vs accuracy](eval/proxy_vs_accuracy.png)" in text
+    assert json.loads((tmp_path / "report.json").read_text())["candidates"][0]["name"] == "full"

@@ -1,0 +1,444 @@
+"""The pruning driver: checkpoint -> ranked subnets -> saved checkpoints -> evaluated report.
+
+``prune_to_budget`` is what ``zerolm-prune run`` (and ``make demo``) calls. Every step writes its
+output into the run folder before the next starts, and a rerun with the same arguments reuses
+what is already there (ranked candidates, saved checkpoints, finished evaluations), so a crash or
+Ctrl-C loses at most the task in flight. Baseline candidates at the same budget (the LoNAS
+heuristic subnet, the best uniform subnet, a random subnet) sit in the same report so a user
+sees whether the data-free ranking helped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+
+RUN_FILE = "run.json"
+RANKED_FILE = "ranked.json"
+FRONT_FILE = "front.png"
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+EVAL_DIR = "eval"
+MODELS_DIR = "models"
+
+
+@dataclass
+class RunSettings:
+    """Everything that decides a run's results; a rerun must match it to reuse finished work."""
+
+    model: str = "smollm2-135m"
+    space: str = "recipes/smollm2-135m.yaml"
+    budget: float = 0.8
+    by: str = "params"
+    top_k: int = 3
+    alpha: float | None = None
+    order: str = "prefix"
+    ranker: str | None = None
+    suite: str = "commonsense"
+    limit: int | None = None
+    source: str = "local"
+    data_dir: str | None = None
+    baselines: bool = True
+    save: bool = True
+    seed: int = 0
+    perplexity: bool = True
+    perplexity_limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_settings(out: Path, settings: RunSettings) -> None:
+    """Refuse to mix two different runs in one folder: results would silently disagree."""
+    path = out / RUN_FILE
+    wanted = asdict(settings)
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+        except ValueError:
+            previous = None
+        if previous is not None and previous != wanted:
+            diff = sorted(k for k in set(previous) | set(wanted) if previous.get(k) != wanted.get(k))
+            raise UserError(
+                f"{out} holds a run with other settings ({', '.join(diff)}); rerun with the same arguments "
+                "to resume, or pick another --out"
+            )
+    _atomic_write_text(path, json.dumps(wanted, indent=2) + "\n")
+
+
+# ---- candidates -------------------------------------------------------------------------------
+def uniform_subnet_indices(table, costs: list[np.ndarray], fixed: float, budget: float, alpha: float) -> np.ndarray | None:
+    """The uniform subnet (same choice in every layer) with the most cost under the budget.
+
+    Uniform pruning is the baseline every structured-pruning paper reports; it needs every layer
+    to offer the same choices, otherwise there is no uniform subnet and None comes back.
+    """
+    options = table.options
+    if any(opts != options[0] for opts in options):
+        return None
+    best = None
+    for o in range(len(options[0])):
+        idx = np.full(len(options), o, dtype=np.int64)
+        cost = fixed + sum(float(c[o]) for c in costs)
+        if cost > budget:
+            continue
+        key = (cost, float(table.score_indices(idx[None, :], alpha)[0]))
+        if best is None or key > best[0]:
+            best = (key, idx)
+    return None if best is None else best[1]
+
+
+def random_subnet_indices(costs: list[np.ndarray], fixed: float, budget: float, *, seed: int,
+                          window: float = 0.05, tries: int = 200_000) -> np.ndarray | None:
+    """A uniformly random subnet whose cost lies in [budget*(1-window), budget]: "as big as allowed".
+
+    Rejection sampling in vectorised batches; a random subnet far below the budget would make the
+    baseline look worse than it is.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [len(c) for c in costs]
+    batch = 4096
+    for _ in range(max(1, tries // batch)):
+        idx = np.stack([rng.integers(0, n, size=batch) for n in sizes], axis=1)
+        total = fixed + sum(c[idx[:, layer]] for layer, c in enumerate(costs))
+        ok = np.nonzero((total <= budget) & (total >= budget * (1 - window)))[0]
+        if ok.size:
+            return idx[ok[0]]
+    return None
+
+
+def _entry(table, idx: np.ndarray, *, name: str, kind: str, alpha: float, rank: int | None, note: str = "") -> dict:
+    return {
+        "name": name, "kind": kind, "rank": rank,
+        "score": float(table.score_indices(np.asarray(idx)[None, :], alpha)[0]),
+        "params": int(table.total_params(idx)), "macs": int(table.total_macs(idx)),
+        "subnet": table.subnet_at(idx).to_dict(), "note": note,
+    }
+
+
+def choose_candidates(table, space, settings: RunSettings, alpha: float) -> tuple[list[dict], dict]:
+    """Top-k subnets by the proxy plus the baselines at the same budget."""
+    from .search import _layer_costs, rank_subnets, resolve_budget
+
+    entries = rank_subnets(table, budget=settings.budget, by=settings.by, top_k=settings.top_k, alpha=alpha)
+    info = resolve_budget(table, settings.budget, by=settings.by)
+    candidates = [
+        {**{k: e[k] for k in ("rank", "score", "params", "macs", "subnet")}, "name": f"top{e['rank'] + 1}",
+         "kind": "proxy", "note": f"exact top-{e['rank'] + 1} by the proxy"}
+        for e in entries
+    ]
+    if settings.baselines:
+        costs, fixed = _layer_costs(table, settings.by, False)
+        heuristic = table.indices_of(space.heuristic())
+        h_cost = fixed + sum(float(c[i]) for c, i in zip(costs, heuristic))
+        candidates.append(_entry(
+            table, heuristic, name="lonas-heuristic", kind="baseline", alpha=alpha, rank=None,
+            note="LoNAS heuristic subnet (middle entry of every list)"
+            + ("" if h_cost <= info.absolute else f"; over the budget ({h_cost / info.full:.3f} of the full model)"),
+        ))
+        uniform = uniform_subnet_indices(table, costs, fixed, info.absolute, alpha)
+        if uniform is not None:
+            candidates.append(_entry(table, uniform, name="uniform", kind="baseline", alpha=alpha, rank=None,
+                                     note="largest uniform subnet (same choice in every layer) within the budget"))
+        rand = random_subnet_indices(costs, fixed, info.absolute, seed=settings.seed)
+        if rand is not None:
+            candidates.append(_entry(table, rand, name="random", kind="baseline", alpha=alpha, rank=None,
+                                     note=f"random subnet within 5% under the budget (seed {settings.seed})"))
+    budget_info = {"absolute": info.absolute, "fraction": info.fraction, "full": info.full, "minimal": info.minimal,
+                   "by": settings.by}
+    return candidates, budget_info
+
+
+def _plot_front(path: Path, table, space, candidates: list[dict], budget_info: dict, alpha: float, title: str) -> None:
+    from .plots import plot_front
+    from .search import _layer_costs, pareto_front
+
+    by = budget_info["by"]
+    costs, fixed = _layer_costs(table, by, False)
+    front = pareto_front(table.layer_values(alpha), costs)
+    chosen = [(float(c[by]), c["score"]) for c in candidates if c["kind"] == "proxy"]
+    refs = {c["name"]: (float(c[by]), c["score"]) for c in candidates if c["kind"] == "baseline"}
+    maximal = table.indices_of(space.maximal())
+    total = table.total_params if by == "params" else table.total_macs
+    refs["full model"] = (float(total(maximal)), float(table.score_indices(maximal[None, :], alpha)[0]))
+    plot_front(str(path), [(float(c + fixed), s) for c, s, _ in front], chosen, budget=float(budget_info["absolute"]),
+               by=by, references=refs, title=title)
+
+
+# ---- the run ----------------------------------------------------------------------------------
+def prune_to_budget(
+    model: str = "smollm2-135m",
+    space: str = "recipes/smollm2-135m.yaml",
+    budget: float = 0.8,
+    *,
+    out: str | Path = "runs/run",
+    by: str = "params",
+    top_k: int = 3,
+    alpha: float | None = None,
+    order: str = "prefix",
+    suite: str = "commonsense",
+    limit: int | None = None,
+    source: str = "local",
+    data_dir: str | None = None,
+    baselines: bool = True,
+    save: bool = True,
+    evaluate: bool = True,
+    perplexity: bool = True,
+    perplexity_limit: int | None = None,
+    seed: int = 0,
+    batch_size: int | str = 1,
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    progress: bool = True,
+    loaded: tuple[Any, Any] | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Prune MODEL to ``budget`` and evaluate the result; returns the report (also in ``out``).
+
+    Steps: load -> capacity table -> exact top-k under the budget (+ baselines) -> save each
+    candidate as a checkpoint that loads back exactly, with a model card -> evaluate the full
+    model and every candidate with lm-eval (encoders: GLUE probe + fidelity) -> report.md,
+    report.json, front.png, proxy_vs_accuracy.png. Rerunning with the same arguments resumes.
+    ``alpha`` None uses the label-free parameter-correlation heuristic. ``loaded`` passes an
+    already loaded ``(model, tokenizer)`` for MODEL (the notebook does this).
+    """
+    from .loading import load_model
+    from .models import get_adapter
+    from .proxy import CapacityTable
+    from .space import load_space, validate_space
+
+    if by not in ("params", "macs"):
+        raise UserError(f"--by must be params or macs, got {by!r}")
+    if order not in ("prefix", "capacity"):
+        raise UserError(f"--order must be prefix or capacity, got {order!r}")
+    out = Path(out)
+    settings = RunSettings(model=str(model), space=str(space), budget=float(budget), by=by, top_k=int(top_k),
+                           alpha=alpha, order=order, suite=suite, limit=limit, source=source,
+                           data_dir=str(data_dir) if data_dir else None, baselines=baselines, save=save, seed=seed,
+                           perplexity=perplexity, perplexity_limit=perplexity_limit)
+    search_space = load_space(str(space), model=str(model))
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, settings)
+
+    log(f"[1/5] loading {model}")
+    full_model, tokenizer = loaded or load_model(str(model), trust_remote_code=trust_remote_code, device=device)
+    adapter = get_adapter(full_model)
+    validate_space(search_space, adapter)
+
+    ranked_path = out / RANKED_FILE
+    table = None
+    if ranked_path.is_file():
+        document = json.loads(ranked_path.read_text())
+        log(f"[2/5] reusing {ranked_path} ({len(document['subnets'])} candidates)")
+    else:
+        log(f"[2/5] capacity table of {search_space.num_layers} layers ({order} order), exact search")
+        table = CapacityTable.from_model(full_model, search_space, order=order, adapter=adapter, progress=progress)
+        alpha_method = "given"
+        if alpha is None:
+            from .proxy.alpha import param_correlation_alpha_for_table
+
+            choice = param_correlation_alpha_for_table(table)
+            alpha, alpha_method = float(choice.alpha), f"auto: {choice.method}"
+        candidates, budget_info = choose_candidates(table, search_space, settings, float(alpha))
+        document = {
+            "model": str(model), "space": str(space), "space_name": search_space.name, "budget": budget_info["absolute"],
+            "budget_fraction": budget_info["fraction"], "by": by, "alpha": float(alpha), "alpha_method": alpha_method,
+            "order": order, "table": table.source, "full_params": int(table.total_params(table.indices_of(search_space.maximal()))),
+            "full_macs": int(table.total_macs(table.indices_of(search_space.maximal()))), "subnets": candidates,
+        }
+        _plot_front(out / FRONT_FILE, table, search_space, candidates, budget_info, float(alpha),
+                    title=f"{model}: exact front under {by}, alpha {float(alpha):g}")
+        from .search import write_ranked
+
+        write_ranked(str(ranked_path), document)
+    candidates = document["subnets"]
+
+    if save:
+        log(f"[3/5] saving {len(candidates)} pruned checkpoints under {out / MODELS_DIR}")
+        _save_candidates(full_model, tokenizer, candidates, document, out / MODELS_DIR, progress=progress)
+
+    results = None
+    if evaluate:
+        from .evaluate import run_candidates
+
+        log(f"[4/5] evaluating full model + {len(candidates)} candidates (suite {suite}, limit {limit})")
+        results = run_candidates(
+            str(model), subnets=candidates, order=order, suite=suite if _is_causal(full_model) else None, limit=limit, source=source, data_dir=data_dir,
+            out_dir=out / EVAL_DIR, batch_size=batch_size, device=device, with_perplexity=perplexity,
+            perplexity_limit=perplexity_limit, loaded=(full_model, tokenizer), progress=progress,
+        )
+        if save:
+            _refresh_cards(out / MODELS_DIR, candidates, results, document)
+
+    log("[5/5] writing report")
+    report = build_report(document, results, out)
+    _atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
+    _atomic_write_text(out / REPORT_MD, render_report(report))
+    log(f"done: {out / REPORT_MD}")
+    return report
+
+
+def _is_causal(model) -> bool:
+    from .evaluate import is_causal_lm
+
+    return is_causal_lm(model)
+
+
+def _card_fields(entry: dict, document: dict, results: dict | None = None) -> dict:
+    fields = {
+        "base_model": document["model"], "model_name": f"{Path(str(document['model'])).name}-{entry['name']}",
+        "params_before": document.get("full_params"), "params_after": entry["params"], "subnet": entry["subnet"],
+        "score": entry["score"], "alpha": document["alpha"], "order": document["order"],
+        "budget": f"{document['budget_fraction']:.3f} of the full model's {document['by']}",
+    }
+    if results:
+        fields["results"] = results
+    return fields
+
+
+def _save_candidates(full_model, tokenizer, candidates: list[dict], document: dict, folder: Path, *, progress: bool) -> None:
+    """Materialize and save each candidate once; a folder that exists is complete (saves are atomic)."""
+    from tqdm.auto import tqdm
+
+    from .checkpoint import save_pretrained
+    from .materialize import materialize
+    from .space import Subnet
+
+    todo = [c for c in candidates if not (folder / c["name"] / "config.json").is_file()]
+    for entry in tqdm(todo, desc="saving", disable=not progress or not todo):
+        pruned = materialize(full_model, Subnet.from_dict(entry["subnet"]), order=document["order"], inplace=False)
+        save_pretrained(pruned, folder / entry["name"], tokenizer=tokenizer, subnet=entry["subnet"],
+                        card=_card_fields(entry, document), source=str(document["model"]))
+        del pruned
+
+
+def _refresh_cards(folder: Path, candidates: list[dict], results: dict, document: dict) -> None:
+    """Once evaluated, each saved model's card carries its own eval table and model-index."""
+    from .modelcard import render
+
+    by_name = {c["name"]: c for c in results.get("candidates", [])}
+    for entry in candidates:
+        card_path = folder / entry["name"] / "README.md"
+        evaluated = by_name.get(entry["name"])
+        if card_path.parent.is_dir() and evaluated and evaluated.get("done"):
+            fields = _card_fields(entry, document, {"tasks": evaluated.get("tasks", {})})
+            fields["format"] = json.loads((card_path.parent / "config.json").read_text()).get(
+                "zerolm_prune", {}).get("format")
+            _atomic_write_text(card_path, render(fields))
+
+
+# ---- report -----------------------------------------------------------------------------------
+def build_report(document: dict, results: dict | None, out: Path) -> dict:
+    """One JSON with the search, the candidates and their evaluation side by side."""
+    evaluated = {c["name"]: c for c in (results or {}).get("candidates", [])}
+    rows = []
+    for name, entry in [("full", None)] + [(c["name"], c) for c in document["subnets"]]:
+        ev = evaluated.get(name, {})
+        rows.append({
+            "name": name, "kind": "full" if entry is None else entry["kind"],
+            "rank": None if entry is None else entry.get("rank"),
+            "score": None if entry is None else entry["score"],
+            "params": document.get("full_params") if entry is None else entry["params"],
+            "macs": document.get("full_macs") if entry is None else entry["macs"],
+            "note": "" if entry is None else entry.get("note", ""),
+            "tasks": ev.get("tasks", {}), "mean": ev.get("mean"), "perplexity": ev.get("perplexity"),
+            "done": bool(ev.get("done")), "checkpoint": str(Path(MODELS_DIR) / name) if entry is not None else None,
+        })
+    pictures = {k: v for k, v in (("pareto_front", FRONT_FILE),
+                                  ("proxy_vs_accuracy", f"{EVAL_DIR}/{_scatter_name()}")) if (out / v).is_file()}
+    return {
+        "model": document["model"], "space": document["space"], "budget": document["budget"],
+        "budget_fraction": document["budget_fraction"], "by": document["by"], "alpha": document["alpha"],
+        "alpha_method": document.get("alpha_method"), "order": document["order"], "table": document.get("table"),
+        "metrics": (results or {}).get("metrics", {}),
+        "evaluation": {k: (results or {}).get(k) for k in ("suite", "tasks", "limit", "source", "lm_eval_version")},
+        "correlation": (results or {}).get("correlation"), "candidates": rows, "pictures": pictures,
+    }
+
+
+def _scatter_name() -> str:
+    from .evaluate import SCATTER_FILE
+
+    return SCATTER_FILE
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _human(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "–"
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{n:.3g}"
+
+
+def render_report(report: dict) -> str:
+    """report.md: the table a user reads first, then the pictures."""
+    tasks: list[str] = []
+    for row in report["candidates"]:
+        tasks += [t for t in row["tasks"] if t not in tasks]
+    metrics = report.get("metrics") or {}
+    full_params = report["candidates"][0]["params"]
+    head = ["rank", "candidate", "proxy score", "params", "% full", "MACs/tok"]
+    head += [f"{t} ({metrics.get(t, 'acc')})" for t in tasks] + ["mean", "ppl"]
+    lines = [
+        f"# zerolm-prune run: {report['model']}",
+        "",
+        f"Budget {report['budget_fraction']:.3f} of the full model's {report['by']} "
+        f"({_human(report['budget'])}); alpha {report['alpha']:g} ({report.get('alpha_method')}); "
+        f"channel order {report['order']}; table: {report.get('table')}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in report["candidates"]:
+        ppl = row.get("perplexity") or {}
+        ppl_value = ppl.get("token_perplexity") if isinstance(ppl, dict) else None
+        cells = [
+            "–" if row["rank"] is None else str(row["rank"] + 1), f"{row['name']}" + ("" if row["done"] else " (pending)"),
+            _fmt(row["score"], 2) if row["score"] is not None else "–", _human(row["params"]),
+            f"{100 * row['params'] / full_params:.1f}" if row["params"] and full_params else "–", _human(row["macs"]),
+        ]
+        for t in tasks:
+            m = row["tasks"].get(t, {})
+            cells.append(_fmt(m.get(metrics.get(t, "acc"))))
+        cells += [_fmt(row["mean"]), _fmt(ppl_value, 1) if ppl_value else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Candidates:", ""]
+    for row in report["candidates"][1:]:
+        lines.append(f"- **{row['name']}** ({row['kind']}): {row['note']}; checkpoint `{row['checkpoint']}`")
+    corr = report.get("correlation")
+    if corr and corr.get("kendall_tau") is not None:
+        lines += ["", f"Proxy score vs mean accuracy over the candidates: Kendall tau {corr['kendall_tau']:.3f}, "
+                      f"Spearman rho {corr['spearman_rho']:.3f} (n={corr['n']}). With a small --limit these accuracies "
+                      "carry wide intervals; read them as a smoke test, not a measurement."]
+    for title, key in (("Pareto front", "pareto_front"), ("Proxy vs accuracy", "proxy_vs_accuracy")):
+        if key in report["pictures"]:
+            lines += ["", f"## {title}", "", f"![{title}]({report['pictures'][key]})"]
+    return "\n".join(lines) + "\n"

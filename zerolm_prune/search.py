@@ -395,11 +395,14 @@ def pareto_front(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, m
     return _front(values, costs, max_cost=max_cost, max_states=None)[0]
 
 
-def front_for_plot(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, max_states: int = 2000
+def front_for_plot(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, max_states: int | None = None
                    ) -> tuple[list[tuple[float, float, np.ndarray]], bool]:
-    """``(front, exact)``: the exact front while at most ``max_states`` prefixes survive a layer;
-    beyond that, prefixes are merged per cost bucket (``max_states`` buckets, best score kept), so
-    every point is still a real subnet but the curve may sit slightly below the true front."""
+    """``(front, exact)``: the exact front while at most ``max_states`` prefixes survive a layer
+    (default: enough for ~200k candidates per layer, at least 2000); beyond that, prefixes are
+    merged per cost bucket (``max_states`` buckets, best score kept), so every point is still a
+    real subnet but the curve may sit slightly below the true front."""
+    if max_states is None:
+        max_states = max(2000, 200_000 // max(len(v) for v in values))
     return _front(values, costs, max_cost=np.inf, max_states=max_states)
 
 

@@ -197,6 +197,10 @@ def test_hub_source_offline_is_one_clear_line(smollm2, monkeypatch):
 
     from zerolm_prune.evaluate import evaluate_model
 
+    import datasets
+    import datasets.load
+
+    monkeypatch.setattr(datasets, "load_dataset", datasets.load.load_dataset)  # undo builtin_manager's stand-in
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr("datasets.config.HF_DATASETS_OFFLINE", True)
     # the real built-in piqa folder only (indexing all 14k default tasks is the slow part)

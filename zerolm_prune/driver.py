@@ -137,7 +137,7 @@ def _entry(table, idx: np.ndarray, *, name: str, kind: str, alpha: float, rank: 
 
 def choose_candidates(table, space, settings: RunSettings, alpha: float) -> tuple[list[dict], dict]:
     """Top-k subnets by the proxy plus the baselines at the same budget."""
-    from .search import _layer_costs, rank_subnets, resolve_budget
+    from .search import layer_costs, rank_subnets, resolve_budget
 
     entries = rank_subnets(table, budget=settings.budget, by=settings.by, top_k=settings.top_k, alpha=alpha)
     info = resolve_budget(table, settings.budget, by=settings.by)
@@ -147,7 +147,7 @@ def choose_candidates(table, space, settings: RunSettings, alpha: float) -> tupl
         for e in entries
     ]
     if settings.baselines:
-        costs, fixed = _layer_costs(table, settings.by, False)
+        costs, fixed = layer_costs(table, settings.by, False)
         heuristic = table.indices_of(space.heuristic())
         h_cost = fixed + sum(float(c[i]) for c, i in zip(costs, heuristic))
         candidates.append(_entry(
@@ -170,18 +170,18 @@ def choose_candidates(table, space, settings: RunSettings, alpha: float) -> tupl
 
 def _plot_front(path: Path, table, space, candidates: list[dict], budget_info: dict, alpha: float, title: str) -> None:
     from .plots import plot_front
-    from .search import _layer_costs, pareto_front
+    from .search import front_for_plot, layer_costs
 
     by = budget_info["by"]
-    costs, fixed = _layer_costs(table, by, False)
-    front = pareto_front(table.layer_values(alpha), costs)
+    costs, fixed = layer_costs(table, by, False)
+    front, exact = front_for_plot(table.layer_values(alpha), costs)
     chosen = [(float(c[by]), c["score"]) for c in candidates if c["kind"] == "proxy"]
     refs = {c["name"]: (float(c[by]), c["score"]) for c in candidates if c["kind"] == "baseline"}
     maximal = table.indices_of(space.maximal())
     total = table.total_params if by == "params" else table.total_macs
     refs["full model"] = (float(total(maximal)), float(table.score_indices(maximal[None, :], alpha)[0]))
     plot_front(str(path), [(float(c + fixed), s) for c, s, _ in front], chosen, budget=float(budget_info["absolute"]),
-               by=by, references=refs, title=title)
+               by=by, references=refs, title=title, exact=exact)
 
 
 # ---- the run ----------------------------------------------------------------------------------

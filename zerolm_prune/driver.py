@@ -39,7 +39,7 @@ class RunSettings:
     budget: float = 0.8
     by: str = "params"
     top_k: int = 3
-    alpha: float | None = None
+    alpha: float | str | None = None
     order: str = "prefix"
     ranker: str | None = None
     suite: str = "commonsense"
@@ -193,7 +193,7 @@ def prune_to_budget(
     out: str | Path = "runs/run",
     by: str = "params",
     top_k: int = 3,
-    alpha: float | None = None,
+    alpha: float | str | None = None,
     order: str = "prefix",
     suite: str = "commonsense",
     limit: int | None = None,
@@ -218,7 +218,8 @@ def prune_to_budget(
     candidate as a checkpoint that loads back exactly, with a model card -> evaluate the full
     model and every candidate with lm-eval (encoders: GLUE probe + fidelity) -> report.md,
     report.json, front.png, proxy_vs_accuracy.png. Rerunning with the same arguments resumes.
-    ``alpha`` None uses the label-free parameter-correlation heuristic. ``loaded`` passes an
+    ``alpha`` None uses ``search.DEFAULT_ALPHA`` (as ``rank`` does); ``"auto"`` the label-free
+    parameter-correlation heuristic. ``loaded`` passes an
     already loaded ``(model, tokenizer)`` for MODEL (the notebook does this).
     """
     from .loading import load_model
@@ -231,6 +232,11 @@ def prune_to_budget(
     if order not in ("prefix", "capacity"):
         raise UserError(f"--order must be prefix or capacity, got {order!r}")
     out = Path(out)
+    if alpha is not None and alpha != "auto":
+        try:
+            alpha = float(alpha)
+        except ValueError:
+            raise UserError(f"--alpha must be a number or 'auto', got {alpha!r}") from None
     settings = RunSettings(model=str(model), space=str(space), budget=float(budget), by=by, top_k=int(top_k),
                            alpha=alpha, order=order, suite=suite, limit=limit, source=source,
                            data_dir=str(data_dir) if data_dir else None, baselines=baselines, save=save, seed=seed,
@@ -254,6 +260,10 @@ def prune_to_budget(
         table = CapacityTable.from_model(full_model, search_space, order=order, adapter=adapter, progress=progress)
         alpha_method = "given"
         if alpha is None:
+            from .search import DEFAULT_ALPHA
+
+            alpha, alpha_method = DEFAULT_ALPHA, "default"
+        elif alpha == "auto":
             from .proxy.alpha import param_correlation_alpha_for_table
 
             choice = param_correlation_alpha_for_table(table)

@@ -35,7 +35,8 @@ def register(subparsers) -> None:
     p.add_argument("--budget", type=float, default=0.8, help="fraction of the full model (<= 1) or an absolute count")
     p.add_argument("--by", choices=("params", "macs"), default="params", help="what the budget counts")
     p.add_argument("--top-k", type=int, default=3, help="proxy candidates to save and evaluate (default 3)")
-    p.add_argument("--alpha", type=float, default=None, help="ZeroLM balance alpha (default: label-free heuristic)")
+    p.add_argument("--alpha", default=None, help="ZeroLM balance alpha: a number, or auto for the label-free "
+                   "parameter-correlation heuristic (default: the same default as `rank`)")
     p.add_argument("--order", choices=("prefix", "capacity"), default="prefix",
                    help="which heads/channels a width keeps: the first ones (LoNAS) or the highest-capacity ones")
     p.add_argument("--suite", default="commonsense", help="commonsense (6 tasks) or lonas8 (8 tasks); encoders "

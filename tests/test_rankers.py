@@ -107,7 +107,10 @@ def test_energy_sees_a_massive_channel(tiny_llama):
     with torch.no_grad():
         tiny_llama.model.layers[1].mlp.down_proj.weight[:, 80] *= 50.0
     sp = _space()
-    vals = get_ranker("energy").layer_values(tiny_llama, sp)
+    vals = get_ranker("energy", edge=1.0).layer_values(tiny_llama, sp)
+    edged = get_ranker("energy", edge=8.0).layer_values(tiny_llama, sp)
+    np.testing.assert_allclose(edged[0], 8 * vals[0])  # first/last blocks weighted, middle ones not
+    np.testing.assert_allclose(edged[1], vals[1])
     opts = sp.options(1)
     full, cut64 = opts.index(LayerChoice(8, 96)), opts.index(LayerChoice(8, 64))
     assert vals[1][full] == 0.0

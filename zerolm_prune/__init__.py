@@ -21,6 +21,14 @@ _LAZY = {
     "SearchSpace": "zerolm_prune.space",
     "Subnet": "zerolm_prune.space",
     "LayerChoice": "zerolm_prune.space",
+    "load_space": "zerolm_prune.space",
+    "CapacityTable": "zerolm_prune.proxy",
+    "rank_subnets": "zerolm_prune.search",
+    "materialize": "zerolm_prune.materialize",
+    "save_pretrained": "zerolm_prune.checkpoint",
+    "load_pruned": "zerolm_prune.checkpoint",
+    "evaluate_model": "zerolm_prune.evaluate",
+    "prune_to_budget": "zerolm_prune.driver",
 }
 
 

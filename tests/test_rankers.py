@@ -242,3 +242,28 @@ def test_two_stage_selfgen_shares_one_text(tiny_llama):
     order = r.rerank(tiny_llama, cands)
     scores = r.score(tiny_llama, cands)
     assert sorted(order) == list(range(len(cands))) and scores[order[0]] == max(scores)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "bert"])
+def test_sliced_matches_materialize(family, tiny_llama, tiny_gpt2, tiny_bert):
+    """In-place slicing (masking for GPT-2) computes what the materialized subnet computes."""
+    from zerolm_prune.materialize import materialize
+    from zerolm_prune.rankers.apply import sliced
+
+    model = {"llama": tiny_llama, "gpt2": tiny_gpt2, "bert": tiny_bert}[family]
+    n = {"llama": 3, "gpt2": 2, "bert": 2}[family]
+    choices = {"llama": [LayerChoice(4, 32), LayerChoice(8, 64), LayerChoice(4, 96)],
+               "gpt2": [LayerChoice(2, 40), LayerChoice(4, 80)], "bert": [LayerChoice(3, 40), LayerChoice(6, 20)]}[family]
+    sub = Subnet(choices[:n])
+    ids = torch.randint(5, 120, (2, 10), generator=torch.Generator().manual_seed(1))
+    small = materialize(model, sub)
+
+    def out(m):
+        o = m(input_ids=ids)
+        return o.logits if hasattr(o, "logits") else o.last_hidden_state
+
+    with torch.no_grad():
+        ref = out(small)
+        with sliced(model, sub):
+            got = out(model)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)

@@ -42,7 +42,7 @@ def table(split: str, truth_file: str, rankers: list[str] | None = None) -> list
             continue
         scores = json.loads(f.read_text())["scores"]
         for subset in SUBSETS:
-            sel = [r for r in rows if r["split"] == split and (r["kind"] == subset or (subset == "overall" and r["kind"] in ("eq0.75", "eq0.9", "random")))
+            sel = [r for r in rows if (r["split"] == split or (split == "all" and r["split"] in ("fit", "report"))) and (r["kind"] == subset or (subset == "overall" and r["kind"] in ("eq0.75", "eq0.9", "random")))
                    and str(r["id"]) in truth and str(r["id"]) in scores]
             if len(sel) < 4:
                 continue

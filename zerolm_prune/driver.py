@@ -11,14 +11,13 @@ sees whether the data-free ranking helped.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import write_text
 from .errors import UserError
 
 RUN_FILE = "run.json"
@@ -54,19 +53,6 @@ class RunSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _check_settings(out: Path, settings: RunSettings) -> None:
     """Refuse to mix two different runs in one folder: results would silently disagree."""
     path = out / RUN_FILE
@@ -82,7 +68,7 @@ def _check_settings(out: Path, settings: RunSettings) -> None:
                 f"{out} holds a run with other settings ({', '.join(diff)}); rerun with the same arguments "
                 "to resume, or pick another --out"
             )
-    _atomic_write_text(path, json.dumps(wanted, indent=2) + "\n")
+    write_text(path, json.dumps(wanted, indent=2) + "\n")
 
 
 # ---- candidates -------------------------------------------------------------------------------
@@ -301,8 +287,8 @@ def prune_to_budget(
 
     log("[5/5] writing report")
     report = build_report(document, results, out)
-    _atomic_write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
-    _atomic_write_text(out / REPORT_MD, render_report(report))
+    write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
+    write_text(out / REPORT_MD, render_report(report))
     log(f"done: {out / REPORT_MD}")
     return report
 
@@ -353,7 +339,7 @@ def _refresh_cards(folder: Path, candidates: list[dict], results: dict, document
             fields = _card_fields(entry, document, {"tasks": evaluated.get("tasks", {})})
             fields["format"] = json.loads((card_path.parent / "config.json").read_text()).get(
                 "zerolm_prune", {}).get("format")
-            _atomic_write_text(card_path, render(fields))
+            write_text(card_path, render(fields))
 
 
 # ---- report -----------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -299,15 +298,9 @@ def markdown_table(candidates: list[dict[str, Any]], tasks: Sequence[str]) -> st
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .atomic import write_text
+
+    write_text(path, text)
 
 
 # ------------------------------------------------------------------------------------------------

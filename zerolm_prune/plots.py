@@ -6,8 +6,6 @@ table of ten subnets cannot. Matplotlib runs headless (Agg) and the PNG is writt
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Sequence
 
 
@@ -35,7 +33,6 @@ def _zoom(ax, front, chosen, budget) -> None:
 
     cx = [c for c, _ in chosen]
     cy = [s for _, s in chosen]
-    x_all = [c for c, _ in front]
     y_all = [s for _, s in front]
     span_y = max(y_all) - min(y_all) or 1.0
     if max(cy) - min(cy) > 0.05 * span_y:
@@ -106,15 +103,7 @@ def plot_front(out: str, front: Sequence[tuple[float, float]], chosen: Sequence[
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".front-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, out)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .atomic import save_figure
+
+    save_figure(fig, out)
     return out

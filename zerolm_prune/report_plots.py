@@ -7,8 +7,6 @@ has no proxy score under the budget).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,15 +54,7 @@ def proxy_scatter(candidates: list[dict[str, Any]], path: str | Path, *, title: 
     ax.set_ylabel("mean accuracy")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .atomic import save_figure
+
+    save_figure(fig, path)
     return corr

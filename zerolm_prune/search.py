@@ -694,22 +694,9 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
 
 def write_ranked(path: str, document: dict) -> None:
     """Write ranked.json atomically (a temp file in the same folder, then ``os.replace``)."""
-    import json
-    import os
-    import tempfile
+    from .atomic import write_json
 
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ranked-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json(path, document)
 
 
 def read_ranked(spec: str) -> list[dict]:

@@ -761,7 +761,6 @@ def import_nncf(width: dict, path: str | Path, *, model: str | None = None) -> S
     its groups must match the file's) or a MODEL (LoRA alpha then defaults to 2 x r_max, as LoNAS).
     """
     from .errors import UserError
-    from .models import get_adapter
 
     where = str(path)
     if not model:

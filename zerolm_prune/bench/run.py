@@ -8,7 +8,6 @@ is reported on. With a fixed ``--alpha`` nothing is fitted and all rows are repo
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np

@@ -110,7 +110,7 @@ def expected_synflow(arch: "Arch") -> float:
         k = 0
         for l, block in enumerate(arch.blocks):
             h = block.hidden
-            branch_sum, out_mu, out_cols = 0.0, None, 0
+            branch_sum, out_mu = 0.0, None
             ffn = []
             for m in block.matrices:
                 if m.role not in ("branch", "qkv", "out", "ffn"):

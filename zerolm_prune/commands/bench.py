@@ -51,9 +51,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import os
-    import tempfile
 
     from ..bench.run import format_table, run_benchmark
     from ..errors import UserError
@@ -76,11 +73,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result, title))
     print("* = our recommended data-free variant; baselines are what a proxy must beat")
     if args.json:
-        out = os.path.abspath(args.json)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(out), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, out)
+        from ..atomic import write_json
+
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0

@@ -141,16 +141,9 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.source, model=args.model, ffn=args.ffn, heads=args.heads, rank=args.rank)
     summary = summarize(space, seq_len=args.seq_len)
     if args.out:
-        import os
-        import tempfile
-        from pathlib import Path
+        from ..atomic import write_text
 
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(space.to_json(indent=2))
-        os.replace(tmp, out)
+        write_text(args.out, space.to_json(indent=2))
     if args.json:
         print(json.dumps({"space": space.to_dict(), "size": space.size, "size_text": size_text(space.size),
                           "seq_len": args.seq_len, **summary}, indent=2))

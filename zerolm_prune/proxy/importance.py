@@ -22,7 +22,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from ..models.base import ArchAdapter, LayerGeometry, Projection
+    from ..models.base import ArchAdapter, LayerGeometry
 
 POLICIES = ("prefix", "capacity")
 

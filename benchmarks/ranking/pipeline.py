@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, nargs="+", default=[50], help="shortlist size per budget (one value = all budgets)")
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.7293, 0.75, 0.9])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--unit-order", default="prefix", help="prefix or selfgen (rankers/orders.py): which units a width keeps")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -45,9 +46,12 @@ def main() -> None:
     sp = space()
     costs = [np.array([block_params(c.heads, c.ffn) for c in sp.options(l)], dtype=float) for l in range(30)]
     t0 = time.time()
-    ranker = get_ranker(args.ranker)
     fid = get_ranker("fidelity")
     text = SelfText(model, seqs=fid.seqs, length=fid.length, seed=fid.seed)
+    from zerolm_prune.rankers.orders import compute_orders
+
+    orders = compute_orders(model, args.unit_order, text=text)
+    ranker = get_ranker(args.ranker, **({"unit_order": args.unit_order} if args.unit_order != "prefix" else {}))
     table_s = 0.0
     if args.ranker in ("selfgen-kl",):
         values = ranker.layer_values(model, sp, text=text)
@@ -59,21 +63,21 @@ def main() -> None:
     truth = json.loads((HERE / "ground_truth.json").read_text())["results"]
 
     def ppl(sub) -> float:
-        with sliced(model, sub):
+        with sliced(model, sub, orders=orders):
             return math.exp(mean_nll(model, ids))
 
     ks = args.k * len(args.budgets) if len(args.k) == 1 else args.k
     for b, k in zip(args.budgets, ks):
-        key = f"{args.ranker}@{b}"
+        key = f"{args.ranker}@{b}" + ("" if args.unit_order == "prefix" else f"/{args.unit_order}")
         if key in doc["runs"]:
             continue
         found = top_k(values, costs, b * FULL_BLOCKS, k)
         cands = [Subnet([sp.options(l)[i] for l, i in enumerate(idx)]) for _, idx in found]
         t = time.time()
-        fscores = fid.score(model, cands, text=text)
+        fscores = fid.score(model, cands, text=text, orders=orders)
         stage2_s = time.time() - t
         best2 = int(np.argmax(fscores))
-        res = {"budget": b, "k": len(cands), "table_seconds": round(table_s, 1), "stage2_seconds": round(stage2_s, 1),
+        res = {"ranker": args.ranker, "unit_order": args.unit_order, "budget": b, "k": len(cands), "table_seconds": round(table_s, 1), "stage2_seconds": round(stage2_s, 1),
                "stage1_top1": {"subnet": cands[0].to_dict(), "params_frac": sum(costs[l][i] for l, i in enumerate(found[0][1])) / FULL_BLOCKS,
                                "ppl": ppl(cands[0])},
                "stage2_top1": {"subnet": cands[best2].to_dict(), "stage1_rank": best2,

@@ -52,7 +52,7 @@ def pipeline() -> None:
     rows = json.loads((HERE / "subnets.json").read_text())["subnets"]
     truth = json.loads((HERE / "ground_truth.json").read_text())["results"]
     runs = json.loads(path.read_text())["runs"]
-    print("\n| budget | k | stage-1 top-1 ppl | stage-2 top-1 ppl (its stage-1 rank) | LoNAS heuristic | best uniform within budget | best of N random at budget (N) | stage-2 seconds |\n|---|---|---|---|---|---|---|---|")
+    print("\n| ranker (unit order) | budget | k | stage-1 top-1 ppl | stage-2 top-1 ppl (its stage-1 rank) | LoNAS heuristic | best uniform within budget | best of N random at budget (N) | stage-2 seconds |\n|---|---|---|---|---|---|---|---|---|")
     for key, r in runs.items():
         b = r["budget"]
         fits = [x for x in rows if x["params_frac"] <= b * 1.0000001 and str(x["id"]) in truth]
@@ -62,7 +62,7 @@ def pipeline() -> None:
         eq = [truth[str(x["id"])]["ppl"] for x in rows if x["kind"] == f"eq{b}" and str(x["id"]) in truth]
         if not eq:  # no equal-budget sample at this budget: random subnets within 2% below it
             eq = [truth[str(x["id"])]["ppl"] for x in fits if x["kind"] in ("random", "eq0.75") and x["params_frac"] >= b - 0.02]
-        print(f"| {b} | {r['k']} | {r['stage1_top1']['ppl']:,.0f} | {r['stage2_top1']['ppl']:,.0f} ({r['stage2_top1']['stage1_rank']}) | {heur_s} | "
+        print(f"| {key.split('@')[0]} ({r.get('unit_order', 'prefix')}) | {b} | {r['k']} | {r['stage1_top1']['ppl']:,.0f} | {r['stage2_top1']['ppl']:,.0f} ({r['stage2_top1']['stage1_rank']}) | {heur_s} | "
               f"{uni:,.0f} | {min(eq) if eq else math.nan:,.0f} ({len(eq)}) | {r['stage2_seconds']:.0f} |")
 
 

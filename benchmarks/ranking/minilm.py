@@ -82,7 +82,7 @@ def main() -> None:
 
         for r, s in tqdm(list(zip(rows, subnets)), desc="minilm truth"):
             with sliced(model, s):
-                r["fidelity"] = float(torch.nn.functional.cosine_similarity(embed(), ref, dim=-1).mean())
+                r["truth_cosine"] = float(torch.nn.functional.cosine_similarity(embed(), ref, dim=-1).mean())
     scores = {name: get_ranker(name, **({"progress": False} if name == "fidelity" else {})).score(model, subnets, space=sp)
               for name in ("params", "zerolm", "energy", "fidelity")}
     for name, vals in scores.items():
@@ -92,7 +92,7 @@ def main() -> None:
     for split in ("fit", "report"):
         for subset in ("eq0.75", "eq0.9", "random", "overall"):
             sel = [r for r in rows if r["split"] == split and (subset == "overall" or r["kind"] == subset)]
-            y = np.array([r["fidelity"] for r in sel])
+            y = np.array([r["truth_cosine"] for r in sel])
             for name in scores:
                 x = np.array([r[name] for r in sel])
                 table.append({"split": split, "subset": subset, "ranker": name, "n": len(sel),

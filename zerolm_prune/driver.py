@@ -112,62 +112,127 @@ def random_subnet_indices(costs: list[np.ndarray], fixed: float, budget: float, 
     return None
 
 
-def _entry(table, idx: np.ndarray, *, name: str, kind: str, alpha: float, rank: int | None, note: str = "") -> dict:
+@dataclass
+class Scoring:
+    """How candidates are scored: an additive stage-1 table that the exact search maximises and,
+    for two-stage rankers (the default ``selfgen``), a subnet-level score that re-ranks a shortlist.
+    ZeroLM is the stage-1 table ``S_FFN + alpha * S_Attn`` with no second stage."""
+
+    name: str
+    values: list[np.ndarray]
+    ranker: Any = None
+    alpha: float = 1.0
+
+    @property
+    def two_stage(self) -> bool:
+        return self.ranker is not None and callable(getattr(self.ranker, "rerank", None))
+
+    def stage1(self, idx) -> float:
+        return float(sum(v[i] for v, i in zip(self.values, idx)))
+
+    def subnet_scores(self, model, subnets: list, adapter) -> list[float] | None:
+        if not self.two_stage:
+            return None
+        return [float(x) for x in self.ranker.score(model, subnets, adapter=adapter)]
+
+
+def make_scoring(name: str | None, table, model, adapter, alpha: float, *, progress: bool = True) -> Scoring:
+    """The named ranker's stage-1 table over ``table``'s options (``None``: the default ranker)."""
+    from .rankers import DEFAULT_RANKER, get_ranker
+
+    name = name or DEFAULT_RANKER
+    if name == "zerolm":
+        return Scoring(name, table.layer_values(alpha), None, alpha)
+    ranker = get_ranker(name, **({"progress": progress} if "progress" in _fields(name) else {}))
+    if not getattr(ranker, "additive", True):
+        raise UserError(f"ranker {name!r} only scores given subnets (zerolm-prune score); pick an additive one "
+                        "for search: zerolm, params, energy, selfgen-kl, selfgen")
+    return Scoring(name, ranker.layer_values(model, table.space, adapter=adapter), ranker, alpha)
+
+
+def _fields(name: str) -> set[str]:
+    import dataclasses
+
+    from .rankers import RANKERS
+
+    cls = RANKERS[name]
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+
+
+def _entry(table, scoring: Scoring, idx: np.ndarray, *, name: str, kind: str, rank: int | None, note: str = "") -> dict:
     return {
-        "name": name, "kind": kind, "rank": rank,
-        "score": float(table.score_indices(np.asarray(idx)[None, :], alpha)[0]),
+        "name": name, "kind": kind, "rank": rank, "score": scoring.stage1(idx), "stage1": scoring.stage1(idx),
+        "zerolm": float(table.score_indices(np.asarray(idx)[None, :], scoring.alpha)[0]),
         "params": int(table.total_params(idx)), "macs": int(table.total_macs(idx)),
         "subnet": table.subnet_at(idx).to_dict(), "note": note,
     }
 
 
-def choose_candidates(table, space, settings: RunSettings, alpha: float) -> tuple[list[dict], dict]:
-    """Top-k subnets by the proxy plus the baselines at the same budget."""
-    from .search import layer_costs, rank_subnets, resolve_budget
+#: how many of the exact search's best subnets a two-stage ranker re-ranks
+SHORTLIST = 10
 
-    entries = rank_subnets(table, budget=settings.budget, by=settings.by, top_k=settings.top_k, alpha=alpha)
+
+def choose_candidates(table, space, settings: RunSettings, scoring: Scoring, model=None, adapter=None
+                      ) -> tuple[list[dict], dict]:
+    """Top-k subnets by the ranker plus the baselines at the same budget, all scored alike."""
+    from .search import layer_costs, rank_subnets, resolve_budget
+    from .space import Subnet
+
+    shortlist = max(settings.top_k, SHORTLIST) if scoring.two_stage else settings.top_k
+    found = rank_subnets(table, budget=settings.budget, by=settings.by, top_k=shortlist, alpha=scoring.alpha,
+                         values=scoring.values)
+    candidates = [_entry(table, scoring, np.asarray(e["indices"]), name="", kind="proxy", rank=None) for e in found]
+    if scoring.two_stage:
+        order = scoring.ranker.rerank(model, [Subnet.from_dict(c["subnet"]) for c in candidates], adapter=adapter)
+        candidates = [candidates[i] for i in order]
+    how = f"{scoring.name} search" + (f", re-ranked among the top {len(found)}" if scoring.two_stage else "")
+    candidates = candidates[:settings.top_k]
+    for rank, c in enumerate(candidates):
+        c.update(name=f"top{rank + 1}", rank=rank, note=f"best {rank + 1} by the {how}")
     info = resolve_budget(table, settings.budget, by=settings.by)
-    candidates = [
-        {**{k: e[k] for k in ("rank", "score", "params", "macs", "subnet")}, "name": f"top{e['rank'] + 1}",
-         "kind": "proxy", "note": f"exact top-{e['rank'] + 1} by the proxy"}
-        for e in entries
-    ]
     if settings.baselines:
         costs, fixed = layer_costs(table, settings.by, False)
         heuristic = table.indices_of(space.heuristic())
         h_cost = fixed + sum(float(c[i]) for c, i in zip(costs, heuristic))
         candidates.append(_entry(
-            table, heuristic, name="lonas-heuristic", kind="baseline", alpha=alpha, rank=None,
+            table, scoring, heuristic, name="lonas-heuristic", kind="baseline", rank=None,
             note="LoNAS heuristic subnet (middle entry of every list)"
             + ("" if h_cost <= info.absolute else f"; over the budget ({h_cost / info.full:.3f} of the full model)"),
         ))
-        uniform = uniform_subnet_indices(table, costs, fixed, info.absolute, alpha)
+        uniform = uniform_subnet_indices(table, costs, fixed, info.absolute, scoring.alpha)
         if uniform is not None:
-            candidates.append(_entry(table, uniform, name="uniform", kind="baseline", alpha=alpha, rank=None,
+            candidates.append(_entry(table, scoring, uniform, name="uniform", kind="baseline", rank=None,
                                      note="largest uniform subnet (same choice in every layer) within the budget"))
         rand = random_subnet_indices(costs, fixed, info.absolute, seed=settings.seed)
         if rand is not None:
-            candidates.append(_entry(table, rand, name="random", kind="baseline", alpha=alpha, rank=None,
+            candidates.append(_entry(table, scoring, rand, name="random", kind="baseline", rank=None,
                                      note=f"random subnet within 5% under the budget (seed {settings.seed})"))
+    final = scoring.subnet_scores(model, [Subnet.from_dict(c["subnet"]) for c in candidates], adapter)
+    if final is not None:  # one scale for every candidate: the second stage's subnet score
+        for c, value in zip(candidates, final):
+            c["score"] = value
     budget_info = {"absolute": info.absolute, "fraction": info.fraction, "full": info.full, "minimal": info.minimal,
                    "by": settings.by}
     return candidates, budget_info
 
 
-def _plot_front(path: Path, table, space, candidates: list[dict], budget_info: dict, alpha: float, title: str) -> None:
+def _plot_front(path: Path, table, space, candidates: list[dict], budget_info: dict, scoring: Scoring,
+                title: str) -> None:
     from .plots import plot_front
     from .search import front_for_plot, layer_costs
 
     by = budget_info["by"]
     costs, fixed = layer_costs(table, by, False)
-    front, exact = front_for_plot(table.layer_values(alpha), costs)
-    chosen = [(float(c[by]), c["score"]) for c in candidates if c["kind"] == "proxy"]
-    refs = {c["name"]: (float(c[by]), c["score"]) for c in candidates if c["kind"] == "baseline"}
+    front, exact = front_for_plot(scoring.values, costs)
+    chosen = [(float(c[by]), c["stage1"]) for c in candidates if c["kind"] == "proxy"]
+    refs = {c["name"]: (float(c[by]), c["stage1"]) for c in candidates if c["kind"] == "baseline"}
     maximal = table.indices_of(space.maximal())
     total = table.total_params if by == "params" else table.total_macs
-    refs["full model"] = (float(total(maximal)), float(table.score_indices(maximal[None, :], alpha)[0]))
+    refs["full model"] = (float(total(maximal)), scoring.stage1(maximal))
+    ylabel = ("ZeroLM score  S = S_FFN + alpha * S_Attn" if scoring.name == "zerolm"
+              else f"{scoring.name} stage-1 score (higher = closer to the full model)")
     plot_front(str(path), [(float(c + fixed), s) for c, s, _ in front], chosen, budget=float(budget_info["absolute"]),
-               by=by, references=refs, title=title, exact=exact)
+               by=by, references=refs, title=title, exact=exact, ylabel=ylabel)
 
 
 # ---- the run ----------------------------------------------------------------------------------
@@ -180,6 +245,7 @@ def prune_to_budget(
     by: str = "params",
     top_k: int = 3,
     alpha: float | str | None = None,
+    ranker: str | None = None,
     order: str = "prefix",
     suite: str = "commonsense",
     limit: int | None = None,
@@ -204,9 +270,11 @@ def prune_to_budget(
     candidate as a checkpoint that loads back exactly, with a model card -> evaluate the full
     model and every candidate with lm-eval (encoders: GLUE probe + fidelity) -> report.md,
     report.json, front.png, proxy_vs_accuracy.png. Rerunning with the same arguments resumes.
-    ``alpha`` None uses ``search.DEFAULT_ALPHA`` (as ``rank`` does); ``"auto"`` the label-free
-    parameter-correlation heuristic. ``loaded`` passes an
-    already loaded ``(model, tokenizer)`` for MODEL (the notebook does this).
+    ``ranker`` picks what the search maximises (``None``: ``rankers.DEFAULT_RANKER``, the
+    two-stage ``selfgen`` measured in benchmarks/RANKING.md; ``"zerolm"``: ZeroLM as published).
+    ``alpha`` (ZeroLM's balance, also recorded for every candidate) None uses
+    ``search.DEFAULT_ALPHA`` as ``rank`` does; ``"auto"`` the label-free parameter-correlation
+    heuristic. ``loaded`` passes an already loaded ``(model, tokenizer)`` for MODEL.
     """
     from .loading import load_model
     from .models import get_adapter
@@ -223,8 +291,13 @@ def prune_to_budget(
             alpha = float(alpha)
         except ValueError:
             raise UserError(f"--alpha must be a number or 'auto', got {alpha!r}") from None
+    from .rankers import DEFAULT_RANKER, RANKERS
+
+    ranker = ranker or DEFAULT_RANKER
+    if ranker not in RANKERS:
+        raise UserError(f"unknown ranker {ranker!r}; choose one of: {', '.join(RANKERS)}")
     settings = RunSettings(model=str(model), space=str(space), budget=float(budget), by=by, top_k=int(top_k),
-                           alpha=alpha, order=order, suite=suite, limit=limit, source=source,
+                           alpha=alpha, ranker=ranker, order=order, suite=suite, limit=limit, source=source,
                            data_dir=str(data_dir) if data_dir else None, baselines=baselines, save=save, seed=seed,
                            perplexity=perplexity, perplexity_limit=perplexity_limit)
     search_space = load_space(str(space), model=str(model))
@@ -254,15 +327,19 @@ def prune_to_budget(
 
             choice = param_correlation_alpha_for_table(table)
             alpha, alpha_method = float(choice.alpha), f"auto: {choice.method}"
-        candidates, budget_info = choose_candidates(table, search_space, settings, float(alpha))
+        log(f"      ranker {ranker}" + ("" if ranker == "zerolm" else " (use --ranker zerolm for ZeroLM as published)"))
+        scoring = make_scoring(ranker, table, full_model, adapter, float(alpha), progress=progress)
+        candidates, budget_info = choose_candidates(table, search_space, settings, scoring, full_model, adapter)
         document = {
+            "ranker": ranker,
             "model": str(model), "space": str(space), "space_name": search_space.name, "budget": budget_info["absolute"],
             "budget_fraction": budget_info["fraction"], "by": by, "alpha": float(alpha), "alpha_method": alpha_method,
             "order": order, "table": table.source, "full_params": int(table.total_params(table.indices_of(search_space.maximal()))),
             "full_macs": int(table.total_macs(table.indices_of(search_space.maximal()))), "subnets": candidates,
         }
-        _plot_front(out / FRONT_FILE, table, search_space, candidates, budget_info, float(alpha),
-                    title=f"{model}: exact front under {by}, alpha {float(alpha):g}")
+        _plot_front(out / FRONT_FILE, table, search_space, candidates, budget_info, scoring,
+                    title=f"{model}: exact front under {by}, ranker {ranker}"
+                    + (f", alpha {float(alpha):g}" if ranker == "zerolm" else ""))
         from .search import write_ranked
 
         write_ranked(str(ranked_path), document)
@@ -304,6 +381,7 @@ def _card_fields(entry: dict, document: dict, results: dict | None = None) -> di
         "base_model": document["model"], "model_name": f"{Path(str(document['model'])).name}-{entry['name']}",
         "params_before": document.get("full_params"), "params_after": entry["params"], "subnet": entry["subnet"],
         "score": entry["score"], "alpha": document["alpha"], "order": document["order"],
+        "ranker": document.get("ranker", "zerolm"),
         "budget": f"{document['budget_fraction']:.3f} of the full model's {document['by']}",
     }
     if results:
@@ -353,6 +431,7 @@ def build_report(document: dict, results: dict | None, out: Path) -> dict:
             "name": name, "kind": "full" if entry is None else entry["kind"],
             "rank": None if entry is None else entry.get("rank"),
             "score": None if entry is None else entry["score"],
+            "zerolm": None if entry is None else entry.get("zerolm"),
             "params": document.get("full_params") if entry is None else entry["params"],
             "macs": document.get("full_macs") if entry is None else entry["macs"],
             "note": "" if entry is None else entry.get("note", ""),
@@ -362,7 +441,8 @@ def build_report(document: dict, results: dict | None, out: Path) -> dict:
     pictures = {k: v for k, v in (("pareto_front", FRONT_FILE),
                                   ("proxy_vs_accuracy", f"{EVAL_DIR}/{_scatter_name()}")) if (out / v).is_file()}
     return {
-        "model": document["model"], "space": document["space"], "budget": document["budget"],
+        "model": document["model"], "ranker": document.get("ranker", "zerolm"), "space": document["space"],
+        "budget": document["budget"],
         "budget_fraction": document["budget_fraction"], "by": document["by"], "alpha": document["alpha"],
         "alpha_method": document.get("alpha_method"), "order": document["order"], "table": document.get("table"),
         "metrics": (results or {}).get("metrics", {}),
@@ -401,14 +481,15 @@ def render_report(report: dict) -> str:
         tasks += [t for t in row["tasks"] if t not in tasks]
     metrics = report.get("metrics") or {}
     full_params = report["candidates"][0]["params"]
-    head = ["rank", "candidate", "proxy score", "params", "% full", "MACs/tok"]
+    ranker = report.get("ranker", "zerolm")
+    head = ["rank", "candidate", f"{ranker} score", "ZeroLM S", "params", "% full", "MACs/tok"]
     head += [f"{t} ({metrics.get(t, 'acc')})" for t in tasks] + ["mean", "ppl"]
     lines = [
         f"# zerolm-prune run: {report['model']}",
         "",
         f"Budget {report['budget_fraction']:.3f} of the full model's {report['by']} "
-        f"({_human(report['budget'])}); alpha {report['alpha']:g} ({report.get('alpha_method')}); "
-        f"channel order {report['order']}; table: {report.get('table')}.",
+        f"({_human(report['budget'])}); ranker **{ranker}**; ZeroLM alpha {report['alpha']:g} "
+        f"({report.get('alpha_method')}); channel order {report['order']}.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -418,7 +499,8 @@ def render_report(report: dict) -> str:
         ppl_value = ppl.get("token_perplexity") if isinstance(ppl, dict) else None
         cells = [
             "–" if row["rank"] is None else str(row["rank"] + 1), f"{row['name']}" + ("" if row["done"] else " (pending)"),
-            _fmt(row["score"], 2) if row["score"] is not None else "–", _human(row["params"]),
+            _fmt(row["score"], 4 if abs(row["score"] or 0) < 10 else 1) if row["score"] is not None else "–",
+            _fmt(row.get("zerolm"), 1) if row.get("zerolm") is not None else "–", _human(row["params"]),
             f"{100 * row['params'] / full_params:.1f}" if row["params"] and full_params else "–", _human(row["macs"]),
         ]
         for t in tasks:
@@ -431,7 +513,7 @@ def render_report(report: dict) -> str:
         lines.append(f"- **{row['name']}** ({row['kind']}): {row['note']}; checkpoint `{row['checkpoint']}`")
     corr = report.get("correlation")
     if corr and corr.get("kendall_tau") is not None:
-        lines += ["", f"Proxy score vs mean accuracy over the candidates: Kendall tau {corr['kendall_tau']:.3f}, "
+        lines += ["", f"{ranker} score vs mean accuracy over the candidates: Kendall tau {corr['kendall_tau']:.3f}, "
                       f"Spearman rho {corr['spearman_rho']:.3f} (n={corr['n']}). With a small --limit these accuracies "
                       "carry wide intervals; read them as a smoke test, not a measurement."]
     for title, key in (("Pareto front", "pareto_front"), ("Proxy vs accuracy", "proxy_vs_accuracy")):

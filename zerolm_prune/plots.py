@@ -63,7 +63,8 @@ def _zoom(ax, front, chosen, budget) -> None:
 
 def plot_front(out: str, front: Sequence[tuple[float, float]], chosen: Sequence[tuple[float, float]], *,
                budget: float | None = None, by: str = "params", references: dict[str, tuple[float, float]] | None = None,
-               title: str | None = None, exact: bool = True) -> str:
+               title: str | None = None, exact: bool = True,
+               ylabel: str = "ZeroLM score  S = S_FFN + alpha * S_Attn") -> str:
     """Draw the front (``(cost, score)`` pairs, cost ascending) and mark ``chosen`` subnets.
 
     ``budget`` draws a vertical line; ``references`` marks named subnets (e.g. the full model or
@@ -98,7 +99,7 @@ def plot_front(out: str, front: Sequence[tuple[float, float]], chosen: Sequence[
         _zoom(ax, front, chosen, budget)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _human(v)))
     ax.set_xlabel("parameters (whole model)" if by == "params" else "MACs per token")
-    ax.set_ylabel("ZeroLM score  S = S_FFN + alpha * S_Attn")
+    ax.set_ylabel(ylabel)
     ax.set_title(title or "best score per budget", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -636,7 +636,8 @@ def _useful_options(values: np.ndarray, params: np.ndarray, macs: np.ndarray) ->
 
 
 def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, alpha: float = DEFAULT_ALPHA,
-                 include_lora: bool = False, distinct: bool = True) -> list[dict]:
+                 include_lora: bool = False, distinct: bool = True,
+                 values: Sequence[np.ndarray] | None = None) -> list[dict]:
     """The exact ``top_k`` subnets of ``table.space`` by ZeroLM score within ``budget``.
 
     ``budget`` > 1 is an absolute count of ``by`` (``params``: whole model including embeddings
@@ -652,6 +653,9 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
     Typical case: LoRA ranks on a table without an attached adapter, which the score cannot see;
     otherwise the top k would be k copies of one architecture differing only in such ranks (or,
     with ``include_lora``, costlier copies with larger ranks). ``distinct=False`` ranks every option.
+
+    ``values``: per-layer option values of another additive ranker (``zerolm_prune.rankers``),
+    aligned with ``table.options``; the table then only supplies the costs and ``alpha`` is unused.
     """
     from .errors import UserError
 
@@ -670,7 +674,12 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
             f"or --budget {info.minimal} or more"
         )
     costs, fixed = _layer_costs(table, by, include_lora)
-    values = table.layer_values(float(alpha))
+    if values is None:
+        values = table.layer_values(float(alpha))
+    else:
+        values = [np.asarray(v, dtype=float) for v in values]
+        if [len(v) for v in values] != [len(o) for o in table.options]:
+            raise ValueError("values need one entry per option of every layer of the table")
     keep = [np.arange(len(v)) for v in values]
     if distinct:
         params, _ = _layer_costs(table, "params", include_lora)

@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     p.add_argument("--top-k", type=int, default=3, help="proxy candidates to save and evaluate (default 3)")
     p.add_argument("--alpha", default=None, help="ZeroLM balance alpha: a number, or auto for the label-free "
                    "parameter-correlation heuristic (default: the same default as `rank`)")
+    p.add_argument("--ranker", default=None,
+                   help="what the exact search maximises: selfgen (default; two stages on self-generated text, "
+                   "see benchmarks/RANKING.md), zerolm (ZeroLM as published), energy, selfgen-kl, params")
     p.add_argument("--order", choices=("prefix", "capacity"), default="prefix",
                    help="which heads/channels a width keeps: the first ones (LoNAS) or the highest-capacity ones")
     p.add_argument("--suite", default="commonsense", help="commonsense (6 tasks) or lonas8 (8 tasks); encoders "
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     prune_to_budget(
         args.model, args.space or args.model, args.budget, out=args.out, by=args.by, top_k=args.top_k,
-        alpha=args.alpha, order=args.order, suite=args.suite, limit=args.limit, source=args.source,
+        alpha=args.alpha, ranker=args.ranker, order=args.order, suite=args.suite, limit=args.limit, source=args.source,
         data_dir=args.data_dir, baselines=not args.no_baselines, save=not args.no_save, evaluate=not args.no_eval,
         perplexity=not args.no_perplexity, perplexity_limit=args.perplexity_limit, seed=args.seed,
         batch_size=parse_batch_size(args.batch_size), device=args.device, trust_remote_code=args.trust_remote_code,

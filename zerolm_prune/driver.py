@@ -159,12 +159,14 @@ def _fields(name: str) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
 
 
-def _entry(table, scoring: Scoring, idx: np.ndarray, *, name: str, kind: str, rank: int | None, note: str = "") -> dict:
+def _entry(table, scoring: Scoring, idx: np.ndarray, *, name: str, kind: str, rank: int | None, note: str = "",
+           include_lora: bool = False) -> dict:
     return {
         "name": name, "kind": kind, "rank": rank, "score": scoring.stage1(idx), "stage1": scoring.stage1(idx),
         "zerolm": float(table.score_indices(np.asarray(idx)[None, :], scoring.alpha)[0]),
-        "params": int(table.total_params(idx)), "macs": int(table.total_macs(idx)),
-        "subnet": table.subnet_at(idx).to_dict(), "note": note,
+        "params": int(table.total_params(idx, include_lora=include_lora)),
+        "macs": int(table.total_macs(idx, include_lora=include_lora)),
+        "subnet": table.subnet_at(idx).to_dict(), "indices": [int(i) for i in idx], "note": note,
     }
 
 
@@ -172,23 +174,43 @@ def _entry(table, scoring: Scoring, idx: np.ndarray, *, name: str, kind: str, ra
 SHORTLIST = 10
 
 
+def search_top_k(table, scoring: Scoring, *, budget: float, by: str = "params", top_k: int = 10,
+                 include_lora: bool = False, distinct: bool = True, model=None, adapter=None,
+                 shortlist: int = SHORTLIST) -> list[dict]:
+    """The exact top-k of ``scoring``'s stage-1 table under the budget; a two-stage ranker first
+    takes the exact top ``max(top_k, shortlist)`` and re-orders it by its subnet-level score.
+    Entries are ranked.json's, plus ``stage1`` and ``zerolm`` (ZeroLM's S for reference)."""
+    from .search import rank_subnets
+    from .space import Subnet
+
+    wanted = max(top_k, shortlist) if scoring.two_stage else top_k
+    found = rank_subnets(table, budget=budget, by=by, top_k=wanted, alpha=scoring.alpha, values=scoring.values,
+                         include_lora=include_lora, distinct=distinct)
+    entries = [_entry(table, scoring, np.asarray(e["indices"]), name="", kind="proxy", rank=None,
+                      include_lora=include_lora) for e in found]
+    how = f"{scoring.name} search"
+    if scoring.two_stage:
+        subnets = [Subnet.from_dict(e["subnet"]) for e in entries]
+        scores = scoring.subnet_scores(model, subnets, adapter)
+        order = sorted(range(len(entries)), key=lambda i: (-scores[i], i))
+        for e, s in zip(entries, scores):
+            e["score"] = s
+        entries = [entries[i] for i in order]
+        how += f", re-ranked among the exact top {len(found)}"
+    entries = entries[:top_k]
+    for rank, e in enumerate(entries):
+        e.update(name=f"top{rank + 1}", rank=rank, note=f"best {rank + 1} by the {how}")
+    return entries
+
+
 def choose_candidates(table, space, settings: RunSettings, scoring: Scoring, model=None, adapter=None
                       ) -> tuple[list[dict], dict]:
     """Top-k subnets by the ranker plus the baselines at the same budget, all scored alike."""
-    from .search import layer_costs, rank_subnets, resolve_budget
+    from .search import layer_costs, resolve_budget
     from .space import Subnet
 
-    shortlist = max(settings.top_k, SHORTLIST) if scoring.two_stage else settings.top_k
-    found = rank_subnets(table, budget=settings.budget, by=settings.by, top_k=shortlist, alpha=scoring.alpha,
-                         values=scoring.values)
-    candidates = [_entry(table, scoring, np.asarray(e["indices"]), name="", kind="proxy", rank=None) for e in found]
-    if scoring.two_stage:
-        order = scoring.ranker.rerank(model, [Subnet.from_dict(c["subnet"]) for c in candidates], adapter=adapter)
-        candidates = [candidates[i] for i in order]
-    how = f"{scoring.name} search" + (f", re-ranked among the top {len(found)}" if scoring.two_stage else "")
-    candidates = candidates[:settings.top_k]
-    for rank, c in enumerate(candidates):
-        c.update(name=f"top{rank + 1}", rank=rank, note=f"best {rank + 1} by the {how}")
+    candidates = search_top_k(table, scoring, budget=settings.budget, by=settings.by, top_k=settings.top_k,
+                              model=model, adapter=adapter)
     info = resolve_budget(table, settings.budget, by=settings.by)
     if settings.baselines:
         costs, fixed = layer_costs(table, settings.by, False)

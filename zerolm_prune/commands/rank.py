@@ -1,8 +1,10 @@
 """``zerolm-prune rank``: the exact best subnets of a search space under a budget, data-free.
 
-Thin over ``zerolm_prune.search``: build the capacity table (real weights, or a random-init table
-of the shapes when the weights are not here), pick alpha, run the exact top-k, print a table,
-write ranked.json (what ``prune`` and ``eval`` read) and optionally the Pareto-front picture.
+Thin over ``zerolm_prune.search`` and ``zerolm_prune.driver.search_top_k``: build the capacity
+table (real weights, or a random-init table of the shapes when the weights are not here), build
+the ranker's table (default: the measured-best ``selfgen``; ``--ranker zerolm`` for ZeroLM as
+published, the only choice without weights), run the exact top-k, print a table, write
+ranked.json (what ``prune`` and ``eval`` read) and optionally the Pareto-front picture.
 """
 
 from __future__ import annotations
@@ -38,9 +40,12 @@ examples:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "rank",
-        help="exact top-k subnets of a search space by ZeroLM score under a params/MACs budget (no data)",
-        description="Score every subnet of the search space with ZeroLM capacity (S = S_FFN + alpha * S_Attn) "
-        "and return the exact top-k under the budget (a multiple-choice knapsack over layers, solved exactly). "
+        help="exact top-k subnets of a search space under a params/MACs budget, ranked without data",
+        description="Score every subnet of the search space without data and return the exact top-k under the "
+        "budget (a multiple-choice knapsack over layers, solved exactly). The default ranker on real weights is "
+        "selfgen (per-layer KL on text the model generates itself, then a fidelity re-rank of the top 10; see "
+        "benchmarks/RANKING.md for why); --ranker zerolm scores ZeroLM capacity (S = S_FFN + alpha * S_Attn) as "
+        "published. "
         "MODEL's real weights are scored when it is available locally; otherwise (or with --shapes-only) a "
         "random-init table of the space's shapes is used, as in the NAS benchmarks.",
         epilog=EPILOG,
@@ -58,6 +63,9 @@ def register(subparsers) -> None:
     p.add_argument("--alpha", default=None,
                    help="weight of S_Attn: a number, or 'auto' for the label-free parameter-correlation heuristic "
                         "(default: 1.0, zerolm_prune.search.DEFAULT_ALPHA)")
+    p.add_argument("--ranker", default=None,
+                   help="selfgen (default with real weights), zerolm (default and only choice for shapes-only "
+                        "tables), energy, selfgen-kl, params")
     p.add_argument("--order", choices=("prefix", "capacity"), default="prefix",
                    help="which heads/channels a slice keeps: the first ones (LoNAS) or the highest-capacity ones "
                         "(default: prefix); prune must use the same order")
@@ -135,7 +143,7 @@ def _config_only(spec: str) -> bool:
 
 
 def build_table(args: argparse.Namespace, space):
-    """(table, model name, note) for real weights or a random-init table of the shapes."""
+    """(table, model name, note, model or None) for real weights or a random-init table of the shapes."""
     from ..errors import UserError
     from ..proxy import CapacityTable
     from ..space import validate_space
@@ -160,7 +168,7 @@ def build_table(args: argparse.Namespace, space):
         validate_space(space, adapter)
         table = CapacityTable.from_model(model, space, order=args.order, adapter=adapter, seq_len=args.seq_len,
                                          progress=True)
-        return table, spec, f"real weights of {spec} ({args.order} order)"
+        return table, spec, f"real weights of {spec} ({args.order} order)", model
     if space.config and not (explicit and _config_only(spec)):
         config = space.config_object()
     elif spec is not None:
@@ -174,7 +182,7 @@ def build_table(args: argparse.Namespace, space):
     validate_space(space, get_adapter(config))
     table = CapacityTable.random_init(config, space, seed=args.seed, seq_len=args.seq_len)
     order_note = "" if args.order == "prefix" else "; --order is moot for i.i.d. random weights"
-    return table, spec, f"random-init table of the shapes (seed {args.seed}) because {reason}{order_note}"
+    return table, spec, f"random-init table of the shapes (seed {args.seed}) because {reason}{order_note}", None
 
 
 def layer_summary(subnet: dict) -> str:
@@ -216,13 +224,13 @@ def format_table(entries: list[dict], full: int, by: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import rank_subnets, resolve_budget, write_ranked
+    from ..search import resolve_budget, write_ranked
     from ..space import load_space
     from .space import human, size_text
 
     alpha = _parse_alpha(args.alpha)
     space = load_space(args.space, model=args.model)
-    table, model_name, note = build_table(args, space)
+    table, model_name, note, model = build_table(args, space)
     alpha_method = "given"
     if alpha is None:
         from ..proxy.alpha import param_correlation_alpha_for_table
@@ -231,15 +239,29 @@ def run(args: argparse.Namespace) -> int:
         alpha, alpha_method = float(choice.alpha), f"auto: {choice.method}"
     elif args.alpha is None:
         alpha_method = "default"
-    entries = rank_subnets(table, budget=args.budget, by=args.by, top_k=args.top_k, alpha=alpha,
-                           include_lora=args.include_lora, distinct=not args.all_ties)
+    from ..driver import make_scoring, search_top_k
+    from ..errors import UserError
+    from ..rankers import DEFAULT_RANKER
+
+    ranker = args.ranker or (DEFAULT_RANKER if model is not None else "zerolm")
+    if model is None and ranker != "zerolm":
+        raise UserError(f"--ranker {ranker} needs the model's weights; without them only --ranker zerolm can score "
+                        "(a random-init table of the shapes)")
+    scoring = make_scoring(ranker, table, model, table.adapter, float(alpha))
+    entries = search_top_k(table, scoring, budget=args.budget, by=args.by, top_k=args.top_k,
+                           include_lora=args.include_lora, distinct=not args.all_ties, model=model,
+                           adapter=table.adapter)
+    for e in entries:  # ranked.json keeps its documented fields; the extras stay in memory
+        for key in ("name", "kind", "note"):
+            e.pop(key, None)
     info = resolve_budget(table, args.budget, by=args.by, include_lora=args.include_lora)
     unit = "params" if args.by == "params" else "MACs/token"
     print(f"model   {model_name or '(none)'}: {note}")
     print(f"space   {space.name or args.space}: {space.num_layers} layers, {size_text(space.size)} subnets")
     print(f"budget  {human(info.absolute)} {unit} = {info.fraction:.3f} of the full model ({human(info.full)}"
           f"{', LoRA included' if args.include_lora else ''}); subnets span {human(info.minimal)}..{human(info.maximal)}")
-    print(f"alpha   {alpha:g} ({alpha_method})\n")
+    print(f"ranker  {ranker}" + (f", alpha {alpha:g} ({alpha_method})" if ranker == "zerolm"
+                                 else " (--ranker zerolm for ZeroLM as published)") + "\n")
     print(format_table(entries, info.full, args.by))
     if len(entries) < args.top_k:
         kind = "subnets" if args.all_ties else "distinct subnets (see --all-ties)"
@@ -247,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     document = {
         "model": model_name, "space": args.space, "space_name": space.name, "budget": info.absolute,
         "budget_fraction": info.fraction, "by": args.by, "include_lora": args.include_lora,
-        "seq_len": args.seq_len, "alpha": alpha, "alpha_method": alpha_method, "distinct": not args.all_ties, "order": table.order,
+        "seq_len": args.seq_len, "ranker": ranker, "alpha": alpha, "alpha_method": alpha_method, "distinct": not args.all_ties, "order": table.order,
         "table": table.source, "subnets": entries,
     }
     if args.out:
@@ -258,17 +280,20 @@ def run(args: argparse.Namespace) -> int:
         from ..search import front_for_plot, layer_costs
 
         costs, fixed = layer_costs(table, args.by, args.include_lora)
-        front, exact = front_for_plot(table.layer_values(alpha), costs)
+        front, exact = front_for_plot(scoring.values, costs)
         total = table.total_params if args.by == "params" else table.total_macs
         refs = {}
         for name, subnet in (("LoNAS heuristic subnet", space.heuristic()), ("largest subnet", space.maximal())):
             idx = table.indices_of(subnet)
-            refs[name] = (float(total(idx, include_lora=args.include_lora)), table.score(subnet, alpha))
+            refs[name] = (float(total(idx, include_lora=args.include_lora)), scoring.stage1(idx))
         plot_front(
             args.plot, [(float(c + fixed), s) for c, s, _ in front],
-            [(float(e[args.by]), e["score"]) for e in entries], budget=float(info.absolute), by=args.by,
+            [(float(e[args.by]), e["stage1"]) for e in entries], budget=float(info.absolute), by=args.by,
             references=refs, exact=exact,
-            title=f"{space.name or args.space}: score vs {args.by}, alpha {alpha:g}, {note.split(' (')[0]}",
+            title=f"{space.name or args.space}: {ranker} score vs {args.by}"
+            + (f", alpha {alpha:g}" if ranker == "zerolm" else "") + f", {note.split(' (')[0]}",
+            ylabel="ZeroLM score  S = S_FFN + alpha * S_Attn" if ranker == "zerolm"
+            else f"{ranker} stage-1 score (higher = closer to the full model)",
         )
         print(f"wrote {args.plot} ({'exact' if exact else 'approximate'} Pareto front: {len(front):,} points)")
     return 0

@@ -116,7 +116,11 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = N
     (e.g. an exported LoRA adapter). Refuses to write over the source checkpoint, and over an
     existing non-empty folder unless ``overwrite``.
     """
+    order = getattr(model, "zerolm_prune_order", None)  # set by materialize: which units were kept
     model = _publishable_model(model)
+    order = order or getattr(model, "zerolm_prune_order", None)
+    if order and "order" not in (metadata or {}):
+        metadata = {"order": order, **(metadata or {})}
     out = Path(out_dir).expanduser().resolve()
     check_target(out, _source_dir(model), overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -446,7 +450,8 @@ def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None,
         for key in ("layer_shapes", "auto_map", "_name_or_path", "num_key_value_heads", "intermediate_size"):
             config.pop(key, None)
         config.update({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "block_configs": blocks})
-        meta = pruned_metadata(model.config, subnet=subnet, source=source)
+        order = getattr(model, "zerolm_prune_order", None)
+        meta = pruned_metadata(model.config, subnet=subnet, source=source, extra={"order": order} if order else None)
         meta["format"] = "nemotron-nas"
         config["zerolm_prune"] = meta
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

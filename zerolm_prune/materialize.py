@@ -10,7 +10,9 @@ ranks are truncated LoNAS-style (``A[:r]``, ``B[:, :r]``, scale alpha/r_max kept
 
 Channel order: ``prefix`` keeps the first heads/channels (LoNAS's elastic training trained
 exactly those prefixes); ``capacity`` keeps the ones with the highest data-free capacity
-(``zerolm_prune.proxy.importance``). Kept indices are applied in ascending order, so the result
+(``zerolm_prune.proxy.importance``); ``selfgen`` / ``energy`` and explicit orders dicts come from
+``zerolm_prune.rankers.orders`` (``selfgen``: units by what they write on text the model generated
+itself, ~40x lower SmolLM2 subnet perplexity than prefix, benchmarks/RANKING.md). Kept indices are applied in ascending order, so the result
 is a plain sub-network and a prefix stays a prefix.
 
 Every layer keeps at least one KV group and one FFN channel: LoNAS never drops a whole block,
@@ -31,7 +33,10 @@ from .models import get_adapter
 from .models.base import ArchAdapter, LayerGeometry, Projection
 from .space import LayerChoice, Subnet
 
-ORDERS = ("prefix", "capacity")
+ORDERS = ("prefix", "capacity", "energy", "selfgen")
+#: what ``order=`` accepts: one of ORDERS or ``{layer: {"heads": [KV groups best first],
+#: "ffn": [channels best first]}}`` (``rankers.orders.compute_orders``; layer keys int or str)
+Order = Any
 
 
 @dataclass(frozen=True)
@@ -106,12 +111,40 @@ def check_subnet(subnet: Subnet, adapter: ArchAdapter) -> None:
             raise UserError(f"layer {i}: FFN width {choice.ffn} is outside 1..{geo.ffn_dim} (the original width)")
 
 
-def plan_layer(adapter: ArchAdapter, model: nn.Module, index: int, choice: LayerChoice, order: str) -> LayerPlan:
-    """Decide which KV groups and channels of block ``index`` survive."""
+def resolve_order(model: Any, order: Order, adapter: ArchAdapter) -> Order:
+    """``order`` as ``plan_layer`` uses it: prefix/capacity stay names (computed per layer, also
+    from streamed weights), other names are computed once for the whole model, dicts validated."""
+    if isinstance(order, str) and order in ("prefix", "capacity"):
+        return order
+    if isinstance(order, str) and order not in ORDERS:
+        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)} or an orders dict")
+    from .rankers.orders import resolve_orders
+
+    return resolve_orders(model, order, adapter=adapter) or "prefix"
+
+
+def plan_layer(adapter: ArchAdapter, model: nn.Module, index: int, choice: LayerChoice, order: Order) -> LayerPlan:
+    """Decide which KV groups and channels of block ``index`` survive.
+
+    ``order``: a name of ORDERS or an orders dict. Names other than prefix/capacity are computed
+    for the whole model on every call: resolve them once with ``resolve_order`` when planning
+    many layers (``materialize`` does).
+    """
     geo = adapter.geometry(index)
     n_groups = geo.num_kv_heads if geo.num_kv_heads != geo.num_heads else geo.num_heads
     keep_groups = choice.heads // geo.heads_per_kv_group
-    if order == "prefix":
+    if not (isinstance(order, str) and order in ("prefix", "capacity")):
+        order = resolve_order(model, order, adapter)
+    if isinstance(order, dict):
+        from .rankers.orders import validate_orders
+
+        entry = order.get(index, order.get(str(index)))
+        if entry is None:
+            raise UserError(f"orders: layer {index} is missing; give an entry for every layer")
+        entry = validate_orders({index: entry}, adapter, partial=True)[index]
+        group_order = entry.get("heads") or range(n_groups)
+        channel_order = entry.get("ffn") or range(geo.ffn_dim)
+    elif order == "prefix":
         group_order: Sequence[int] = range(n_groups)
         channel_order: Sequence[int] = range(geo.ffn_dim)
     else:
@@ -125,7 +158,8 @@ def plan_layer(adapter: ArchAdapter, model: nn.Module, index: int, choice: Layer
     groups = tuple(sorted(int(g) for g in list(group_order)[:keep_groups]))
     channels = tuple(sorted(int(c) for c in list(channel_order)[: choice.ffn]))
     if len(set(groups)) != keep_groups or len(set(channels)) != choice.ffn:
-        raise RuntimeError(f"layer {index}: the {order} order returned duplicate or too few indices")
+        raise RuntimeError(f"layer {index}: the {order if isinstance(order, str) else 'given'} order "
+                           "returned duplicate or too few indices")
     return LayerPlan(index, geo, choice, groups, channels)
 
 
@@ -274,23 +308,26 @@ def _base_config(model: nn.Module) -> Any:
     return inner.config
 
 
-def materialize(model: nn.Module, subnet: Subnet, *, order: str = "prefix", adapter: ArchAdapter | None = None,
+def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", adapter: ArchAdapter | None = None,
                 inplace: bool = False, lora_groups: dict[str, Sequence[str]] | None = None) -> nn.Module:
     """Return ``model`` cut down to ``subnet`` (a copy unless ``inplace``).
 
     ``inplace=True`` is what the CLI uses: old tensors are freed layer by layer, so peak memory
     stays near one model. A peft-wrapped model keeps its LoRA modules, sliced and rank-truncated
     (see ``zerolm_prune.lora`` to merge or export them). ``lora_groups`` overrides the adapter's
-    LoNAS groups (``SearchSpace.lora["groups"]``).
+    LoNAS groups (``SearchSpace.lora["groups"]``). ``order``: a name of ORDERS (``selfgen`` runs
+    the model once on its own 2 x 128 sampled tokens, seed 0) or an orders dict; the returned
+    model's ``zerolm_prune_order`` attribute names it, and ``checkpoint.save_pretrained`` records
+    that in the folder's metadata.
     """
-    if order not in ORDERS:
-        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)}")
+    adapter = adapter or get_adapter(model)
+    check_subnet(subnet, adapter)
+    label = order if isinstance(order, str) else "custom"
+    order = resolve_order(model, order, adapter)  # on the unpruned model, before any copy or cut
     if not inplace:
         model = copy.deepcopy(model)
     from .modeling.modeling_zerolm import set_block_sizes
 
-    adapter = adapter or get_adapter(model)
-    check_subnet(subnet, adapter)
     layers = adapter.layers(model)
     shapes: list[dict[str, int]] = []
     with torch.no_grad():
@@ -307,6 +344,10 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: str = "prefix", adap
             shapes.append({"num_attention_heads": len(plan.heads), "num_key_value_heads": plan.num_kv_heads,
                            "intermediate_size": choice.ffn})
     update_config(_base_config(model), adapter, shapes)
+    try:
+        model.zerolm_prune_order = label  # read by checkpoint.save_pretrained; not part of config.json
+    except AttributeError:  # pragma: no cover - modules refusing attributes
+        pass
     return model
 
 
@@ -359,7 +400,7 @@ def _projection_keys(adapter: ArchAdapter, keys: Sequence[str]) -> dict[str, tup
     return {k: wanted[k] for k in keys if k in wanted}
 
 
-def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "prefix", overwrite: bool = False,
+def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order = "prefix", overwrite: bool = False,
                        card: dict[str, Any] | None = None, source: str | None = None,
                        metadata: dict[str, Any] | None = None, max_shard_bytes: int = 2 * 1024**3,
                        merge_adapter: Any = None, lora_groups: dict[str, Sequence[str]] | None = None) -> Any:
@@ -370,7 +411,9 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     to a block projection, and written straight into its place in the output shard, so peak
     memory is about one tensor and its slice, whatever the checkpoint size.
     ``capacity`` order reads each layer's projections once more to rank its heads and channels
-    (``zerolm_prune.proxy.importance``), one layer at a time. ``merge_adapter``: a peft LoRA folder
+    (``zerolm_prune.proxy.importance``), one layer at a time. An explicit orders dict is used as
+    given; ``selfgen`` and ``energy`` are refused (UserError) because they need the loaded model:
+    materialize in memory, or compute the dict once and pass it. ``merge_adapter``: a peft LoRA folder
     (current or LoNAS format) merged into each weight as it streams past, at the subnet's ranks
     with the LoNAS scale (the same result as ``materialize`` + ``lora.merge``).
     The tensors are exactly those ``materialize`` + ``checkpoint.save_pretrained`` write.
@@ -384,13 +427,21 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     from .checkpoint import (SafetensorsReader, check_target, pruned_metadata, replace_dir, rewrite_config,
                              write_card, write_safetensors)
 
-    if order not in ORDERS:
-        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)}")
+    if isinstance(order, str) and order not in ("prefix", "capacity"):
+        if order in ORDERS:
+            raise UserError(f"order {order!r} needs the loaded model ({'a forward pass on self-generated text' if order == 'selfgen' else 'whole-layer weights'}); "
+                            "prune with --in-memory (or materialize(model, subnet, order=...)), or pass its orders dict")
+        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)} or an orders dict")
     src, out = Path(src), Path(out_dir).expanduser().resolve()
     files = _weight_files(src)
     config = AutoConfig.from_pretrained(str(src))
     adapter = get_adapter(config)
     check_subnet(subnet, adapter)
+    label = order if isinstance(order, str) else "custom"
+    if not isinstance(order, str):  # an explicit orders dict: no weights needed to plan
+        from .rankers.orders import validate_orders
+
+        order = validate_orders(order, adapter)
     check_target(out, src.resolve(), overwrite)
     deltas: dict[str, Any] = {}
     if merge_adapter is not None:
@@ -400,8 +451,8 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
     groups = dict(lora_groups or adapter.lora_groups)
     readers = [SafetensorsReader(f) for f in files]
     try:
-        if order == "prefix":
-            plans = [plan_layer(adapter, None, i, c, "prefix") for i, c in enumerate(subnet.layers)]
+        if order == "prefix" or isinstance(order, dict):
+            plans = [plan_layer(adapter, None, i, c, order) for i, c in enumerate(subnet.layers)]
         else:  # one extra read of each layer's projections, one layer resident at a time
             where = {}
             for reader in readers:
@@ -462,7 +513,7 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: str = "
                    "intermediate_size": p.choice.ffn} for p in plans]
         update_config(config, adapter, shapes)
         config.save_pretrained(str(tmp))
-        meta = pruned_metadata(config, subnet=subnet, source=source or str(src), extra=metadata)
+        meta = pruned_metadata(config, subnet=subnet, source=source or str(src), extra={"order": label, **(metadata or {})})
         arch = (getattr(config, "architectures", None) or ["?"])[0]
         rewrite_config(tmp, arch, meta)
         for name in COPIED_FILES:

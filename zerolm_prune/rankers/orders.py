@@ -1,6 +1,8 @@
 """Which heads and channels to keep: unit orders other than LoNAS's prefix.
 
 - ``prefix``: the first units (LoNAS as released).
+- ``capacity`` (weights only): units by their own ZeroLM capacity contribution
+  (``proxy.importance``; what ``materialize(order="capacity")`` has always used).
 - ``energy`` (weights only): units by their output-path energy (rankers/weights.py). Kept for
   comparison: plain norm orders are known to do worse than prefix on SmolLM2 (issue #9).
 - ``selfgen`` (new here): units by what they actually write on text the model generated itself:
@@ -10,6 +12,11 @@
 
 An order maps layer index -> {"heads": KV groups most important first, "ffn": channels most
 important first}; ``apply.sliced(..., orders=...)`` and the masks of the harness consume it.
+
+Why one resolver (``resolve_orders``): the table that scores subnets (``CapacityTable``,
+``selfgen-kl``, ``fidelity``) and ``materialize`` that cuts them must keep the same units to the
+index, so every consumer accepts the same input (a name or an explicit orders dict, e.g. read back
+from JSON with string layer keys) and turns it into one validated ``{int: {"heads", "ffn"}}`` here.
 """
 
 from __future__ import annotations
@@ -18,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-ORDER_NAMES = ("prefix", "energy", "selfgen")
+from typing import Mapping
+
+ORDER_NAMES = ("prefix", "capacity", "energy", "selfgen")
+#: names computed from the weights alone (no forward pass): cheap enough for streaming folders
+WEIGHT_ONLY_ORDERS = ("prefix", "capacity")
 
 
 def compute_orders(model: Any, name: str, *, adapter: Any = None, text: Any = None, seqs: int = 2,
@@ -31,6 +42,13 @@ def compute_orders(model: Any, name: str, *, adapter: Any = None, text: Any = No
     if name == "prefix":
         return None
     out: dict[int, dict[str, list[int]]] = {}
+    if name == "capacity":
+        from ..proxy.importance import ffn_channel_order, head_group_order
+
+        for l in range(adapter.num_layers):
+            out[l] = {"heads": [int(g) for g in head_group_order(adapter, model, l, "capacity")],
+                      "ffn": [int(c) for c in ffn_channel_order(adapter, model, l, "capacity")]}
+        return out
     if name == "energy":
         from .weights import unit_energies
 
@@ -43,6 +61,9 @@ def compute_orders(model: Any, name: str, *, adapter: Any = None, text: Any = No
 
         from .selfgen import SelfText
 
+        if any(p.transposed or p.role == "qkv" for p in adapter.projections):
+            raise UserError("the selfgen unit order needs unfused q/k/v/o projections (LLaMA-style models); "
+                            "use --order prefix, capacity or energy for this model")
         text = text or SelfText(model, seqs=seqs, length=length, seed=seed, adapter=adapter)
         layers = adapter.layers(model)
         for l in range(adapter.num_layers):
@@ -60,6 +81,79 @@ def compute_orders(model: Any, name: str, *, adapter: Any = None, text: Any = No
             out[l] = {"heads": _desc(groups), "ffn": _desc(ffn)}
         return out
     raise UserError(f"unknown unit order {name!r}; choose one of: {', '.join(ORDER_NAMES)}")
+
+
+def order_label(order: Any) -> str:
+    """What to record in ranked.json / checkpoint metadata: the name, or "custom" for a dict."""
+    if order is None:
+        return "prefix"
+    return order if isinstance(order, str) else "custom"
+
+
+def resolve_orders(model: Any, order: Any, *, adapter: Any = None, text: Any = None
+                   ) -> dict[int, dict[str, list[int]]] | None:
+    """A name (computed once, deterministic: seed 0) or an explicit orders dict (validated) ->
+    ``{layer: {"heads": [...], "ffn": [...]}}``, or ``None`` for prefix (keep the first units)."""
+    from ..errors import UserError
+    from ..models import get_adapter
+
+    if order is None or (isinstance(order, str) and order == "prefix"):
+        return None
+    if isinstance(order, str):
+        if order not in ORDER_NAMES:
+            raise UserError(f"unknown unit order {order!r}; choose one of: {', '.join(ORDER_NAMES)} "
+                            "(or pass an explicit orders dict)")
+        return compute_orders(model, order, adapter=adapter, text=text)
+    if isinstance(order, Mapping):
+        return validate_orders(order, adapter or get_adapter(model))
+    raise UserError(f"unit order must be a name ({', '.join(ORDER_NAMES)}) or an orders dict, got {type(order).__name__}")
+
+
+def validate_orders(orders: Mapping, adapter: Any, *, partial: bool = False) -> dict[int, dict[str, list[int]]]:
+    """Check an explicit orders dict against the model's geometry; normalise keys to int.
+
+    Every layer must be present; per layer, "heads" must be a permutation of the KV groups and
+    "ffn" of the FFN channels (a missing or null entry keeps that dimension's prefix order).
+    ``partial``: check only the layers given (``plan_layer`` validating one layer).
+    """
+    from ..errors import UserError
+
+    out: dict[int, dict[str, list[int]]] = {}
+    n = adapter.num_layers
+    for key, entry in orders.items():
+        try:
+            l = int(key)
+        except (TypeError, ValueError):
+            raise UserError(f"orders: layer key {key!r} is not a layer index") from None
+        if not 0 <= l < n:
+            raise UserError(f"orders: layer {l} is out of range; the model has {n} layers (0..{n - 1})")
+        if l in out:
+            raise UserError(f"orders: layer {l} appears twice")
+        if not isinstance(entry, Mapping) or set(entry) - {"heads", "ffn"}:
+            raise UserError(f"orders: layer {l} must be {{\"heads\": [...], \"ffn\": [...]}}, got {entry!r:.80}")
+        geo = adapter.geometry(l)
+        sizes = {"heads": geo.num_kv_heads if geo.num_kv_heads != geo.num_heads else geo.num_heads,
+                 "ffn": geo.ffn_dim}
+        norm: dict[str, list[int]] = {}
+        for dim, size in sizes.items():
+            units = entry.get(dim)
+            if units is None:
+                continue
+            try:
+                units = [int(u) for u in units]
+            except (TypeError, ValueError):
+                raise UserError(f"orders: layer {l} {dim!r} must be a list of unit indices") from None
+            if sorted(units) != list(range(size)):
+                what = "KV groups" if dim == "heads" else "FFN channels"
+                raise UserError(f"orders: layer {l} {dim!r} must be a permutation of its {size} {what} "
+                                f"(0..{size - 1}), got {len(units)} entries; recompute it with compute_orders")
+            norm[dim] = units
+        out[l] = norm
+    missing = [l for l in range(n) if l not in out]
+    if missing and not partial:
+        raise UserError(f"orders: layers {missing[:5]}{'...' if len(missing) > 5 else ''} are missing; "
+                        f"give an entry for each of the {n} layers")
+    return out
 
 
 def _desc(values: np.ndarray) -> list[int]:

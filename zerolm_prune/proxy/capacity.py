@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..models.base import ArchAdapter, LayerGeometry, Projection
     from ..space import LayerChoice, SearchSpace, Subnet
 
-ORDERS = ("prefix", "capacity")
+ORDERS = ("prefix", "capacity", "energy", "selfgen")  # plus explicit orders dicts (rankers.orders)
 
 
 def capacity(weight: Any) -> float:
@@ -106,17 +106,31 @@ class CapacityTable:
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model: Any, space: "SearchSpace", *, order: str = "prefix",
+    def from_model(cls, model: Any, space: "SearchSpace", *, order: Any = "prefix",
                    adapter: "ArchAdapter | None" = None, seq_len: int = 1, progress: bool = False) -> "CapacityTable":
-        """Table of a model's real weights in one pass (a peft LoRA adapter is merged per rank)."""
+        """Table of a model's real weights in one pass (a peft LoRA adapter is merged per rank).
+
+        ``order``: which units a width keeps, exactly as ``materialize(order=...)`` keeps them:
+        prefix, capacity, energy, selfgen (one forward pass on self-generated text, seed 0) or an
+        orders dict ``{layer: {"heads": [...], "ffn": [...]}}``; ``self.order`` records the name
+        ("custom" for a dict).
+        """
         from ..errors import UserError
         from ..models import get_adapter
 
-        if order not in ORDERS:
-            raise UserError(f"unknown channel order {order!r}; choose one of: {', '.join(ORDERS)}")
         adapter = adapter or get_adapter(model)
         layers = adapter.layers(model)
         _check_layer_count(space, adapter)
+        unit_orders = None
+        if not (isinstance(order, str) and order in ("prefix", "capacity")):
+            # the same resolver materialize uses, so the table scores exactly the kept units
+            from ..rankers.orders import ORDER_NAMES, order_label, resolve_orders
+
+            if isinstance(order, str) and order not in ORDER_NAMES:
+                raise UserError(f"unknown channel order {order!r}; choose one of: {', '.join(ORDER_NAMES)} "
+                                "or an orders dict")
+            unit_orders = resolve_orders(model, order, adapter=adapter)
+            order = order_label(order)
         groups = _projection_groups(adapter, space)
         lora_scale = _space_lora_scale(space)
 
@@ -154,7 +168,8 @@ class CapacityTable:
                 out.append((proj, layout, group, base, variants))
             return out
 
-        return cls._tabulate(space, adapter, order, "model", sums, seq_len=seq_len, progress=progress)
+        return cls._tabulate(space, adapter, order, "model", sums, seq_len=seq_len, progress=progress,
+                             unit_orders=unit_orders)
 
     @classmethod
     def random_init(cls, config: Any, space: "SearchSpace", *, seed: int = 0, seq_len: int = 1,
@@ -188,7 +203,7 @@ class CapacityTable:
     @classmethod
     def _tabulate(cls, space: "SearchSpace", adapter: "ArchAdapter", order: str, source: str,
                   sums: Callable[[int, "LayerGeometry"], list], *, seq_len: int = 1,
-                  progress: bool = False) -> "CapacityTable":
+                  progress: bool = False, unit_orders: dict | None = None) -> "CapacityTable":
         from .. import cost
 
         config = adapter.config
@@ -212,7 +227,10 @@ class CapacityTable:
                 if not kind_entries:
                     continue
                 n = kind_entries[0][1].n_units
-                if order == "capacity":
+                given = (unit_orders or {}).get(index, {}).get(kind)
+                if given is not None:
+                    orders[kind] = np.asarray(given, dtype=np.int64)
+                elif order == "capacity":
                     contrib = sum(unit_contribution(e[3], e[1]) for e in kind_entries)
                     orders[kind] = argsort_desc(contrib)
                 else:

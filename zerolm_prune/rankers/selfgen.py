@@ -109,6 +109,7 @@ class SelfText:
 
         self.model = model
         self.adapter = adapter or get_adapter(model)
+        self.seed = seed
         self.ids = self_text(model, seqs=seqs, length=length, seed=seed)
         inputs: list[torch.Tensor] = []
         hooks = [layer.register_forward_pre_hook(lambda m, args, kw: inputs.append(args[0] if args else kw["hidden_states"]),
@@ -177,6 +178,19 @@ class SelfText:
             return _kl(self.base_logp, _log_probs(self.model, h))
 
 
+def _unit_orders(model: Any, order: Any, adapter: Any, text: "SelfText | None") -> dict | None:
+    """Resolve a unit order exactly as ``materialize(order=...)`` will.
+
+    ``selfgen`` reuses ``text`` only when it is the text ``compute_orders`` itself samples (2 x 128
+    tokens; every ranker here uses seed 0), so tables, fidelity scores and the saved checkpoint
+    keep the same units; otherwise it samples that text once more.
+    """
+    from .orders import resolve_orders
+
+    same = text is not None and tuple(text.ids.shape) == (2, 128) and getattr(text, "seed", None) == 0
+    return resolve_orders(model, order, adapter=adapter, text=text if same else None)
+
+
 def _full_choice(geo: Any, ranks=()):
     from ..space import LayerChoice
 
@@ -194,11 +208,19 @@ class SelfGenKLRanker(Ranker):
     #: "interp": end-to-end KL only at each dimension's narrowest choice, other widths scaled by the
     #: removed output energy on the same text (2 runs per layer); "exact": one run per choice
     mode: str = "interp"
-    #: which units a width keeps: "prefix" (LoNAS) or an order name of rankers/orders.py
-    unit_order: str = "prefix"
+    #: which units a width keeps: "prefix" (LoNAS), a name of rankers/orders.py or an orders dict;
+    #: must be what ``materialize(order=...)`` will keep. ``order`` is an alias (same as materialize).
+    unit_order: Any = "prefix"
     progress: bool = True
+    order: Any = None
 
-    def layer_values(self, model: Any, space: Any, *, adapter: Any = None, text: SelfText | None = None) -> list[np.ndarray]:
+    def __post_init__(self) -> None:
+        if self.order is not None:
+            self.unit_order = self.order
+
+    def layer_values(self, model: Any, space: Any, *, adapter: Any = None, text: SelfText | None = None,
+                     orders: Any = None) -> list[np.ndarray]:
+        """``orders`` (resolved dict, name or None) overrides ``unit_order`` for this call."""
         from tqdm import tqdm
 
         from ..errors import UserError
@@ -209,9 +231,7 @@ class SelfGenKLRanker(Ranker):
             raise UserError(f"selfgen-kl mode must be 'interp' or 'exact', got {self.mode!r}")
         adapter = adapter or get_adapter(model)
         text = text or SelfText(model, seqs=self.seqs, length=self.length, seed=self.seed, adapter=adapter)
-        from .orders import compute_orders
-
-        orders = compute_orders(model, self.unit_order, adapter=adapter, text=text)
+        orders = _unit_orders(model, orders if orders is not None else self.unit_order, adapter, text)
         n = space.num_layers
         full = [_full_choice(adapter.geometry(l)) for l in range(n)]
         pruned: dict[tuple[int, str], list[int]] = {}
@@ -254,21 +274,26 @@ class FidelityRanker(Ranker):
     seqs: int = 2
     length: int = 128
     seed: int = 0
-    unit_order: str = "prefix"
+    unit_order: Any = "prefix"
     progress: bool = True
+    order: Any = None  # alias of unit_order (the name materialize uses)
+
+    def __post_init__(self) -> None:
+        if self.order is not None:
+            self.unit_order = self.order
 
     def score(self, model: Any, subnets: Sequence[Any], *, space: Any = None, adapter: Any = None,
-              text: SelfText | None = None, orders: dict | None = None) -> np.ndarray:
+              text: SelfText | None = None, orders: Any = None) -> np.ndarray:
+        """``orders`` (resolved dict or name) overrides ``unit_order``; None = use ``unit_order``."""
         from tqdm import tqdm
 
+        order = orders if orders is not None else self.unit_order
         if text is None and getattr(model, "get_output_embeddings", lambda: None)() is None:
             # an encoder cannot write text: compare pooled outputs on random tokens instead
+            orders = _unit_orders(model, order, adapter, None)
             return encoder_fidelity(model, subnets, adapter=adapter, seed=self.seed, orders=orders, progress=self.progress)
         text = text or SelfText(model, seqs=self.seqs, length=self.length, seed=self.seed, adapter=adapter)
-        if orders is None and self.unit_order != "prefix":
-            from .orders import compute_orders
-
-            orders = compute_orders(model, self.unit_order, adapter=adapter, text=text)
+        orders = _unit_orders(model, order, adapter, text)
         return np.array([-text.kl_of(s, orders=orders) for s in tqdm(subnets, desc="fidelity", disable=not self.progress,
                                                                         leave=False)], dtype=float)
 
@@ -332,10 +357,23 @@ class SelfGenRanker(Ranker):
     seed: int = 0
     mode: str = "interp"
     progress: bool = True
+    #: which units a width keeps in both stages (a name of rankers/orders.py or an orders dict):
+    #: pass what ``materialize(order=...)`` will use; ``order`` is an alias
+    unit_order: Any = "prefix"
+    order: Any = None
 
     def __post_init__(self) -> None:
+        if self.order is not None:
+            self.unit_order = self.order
         self._text: SelfText | None = None
         self._text_model: int | None = None
+        self._orders: tuple[int, Any] | None = None
+
+    def orders(self, model: Any, adapter: Any = None) -> dict | None:
+        """The resolved unit order (computed once per model, on the shared text when it can be)."""
+        if self._orders is None or self._orders[0] != id(model):
+            self._orders = (id(model), _unit_orders(model, self.unit_order, adapter, self.text(model, adapter)))
+        return self._orders[1]
 
     def text(self, model: Any, adapter: Any = None) -> "SelfText | None":
         if getattr(model, "get_output_embeddings", lambda: None)() is None:
@@ -350,13 +388,15 @@ class SelfGenRanker(Ranker):
         if text is None:  # encoders: the weight-only table
             from .weights import EnergyRanker
 
-            return EnergyRanker().layer_values(model, space, adapter=adapter)
+            return EnergyRanker().layer_values(model, space, adapter=adapter, orders=self.orders(model, adapter))
         return SelfGenKLRanker(seqs=self.seqs, length=self.length, seed=self.seed, mode=self.mode,
-                               progress=self.progress).layer_values(model, space, adapter=adapter, text=text)
+                               progress=self.progress).layer_values(model, space, adapter=adapter, text=text,
+                                                                    orders=self.orders(model, adapter) or "prefix")
 
     def score(self, model: Any, subnets: Sequence[Any], *, space: Any = None, adapter: Any = None) -> np.ndarray:
         fid = FidelityRanker(seqs=self.seqs, length=self.length, seed=self.seed, progress=self.progress)
-        return fid.score(model, subnets, adapter=adapter, text=self.text(model, adapter))
+        return fid.score(model, subnets, adapter=adapter, text=self.text(model, adapter),
+                         orders=self.orders(model, adapter) or "prefix")
 
     def rerank(self, model: Any, subnets: Sequence[Any], *, adapter: Any = None) -> list[int]:
         """Indices of ``subnets`` best first by fidelity (ties keep the first stage's order)."""

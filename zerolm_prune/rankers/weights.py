@@ -99,10 +99,13 @@ class EnergyRanker(Ranker):
     edge: float = 8.0
     power: float = 2.0
 
-    def layer_values(self, model: Any, space: Any, *, adapter: Any = None) -> list[np.ndarray]:
+    def layer_values(self, model: Any, space: Any, *, adapter: Any = None, orders: Any = None) -> list[np.ndarray]:
+        """``orders``: unit order the widths keep (a name or dict, ``rankers.orders``; prefix by default)."""
         from ..models import get_adapter
+        from .orders import resolve_orders
 
         adapter = adapter or get_adapter(model)
+        orders = resolve_orders(model, orders, adapter=adapter) or {}
         n = space.num_layers
         out = []
         for l in range(n):
@@ -112,7 +115,9 @@ class EnergyRanker(Ranker):
             vals = []
             for c in space.options(l):
                 kept_groups = c.heads // geo.heads_per_kv_group if geo.num_kv_heads != geo.num_heads else c.heads
-                dmg = self.attn_weight * removed_share(groups, kept_groups) ** self.power + removed_share(ffn, c.ffn) ** self.power
+                o = orders.get(l, {})
+                dmg = (self.attn_weight * removed_share(groups, kept_groups, o.get("heads")) ** self.power
+                       + removed_share(ffn, c.ffn, o.get("ffn")) ** self.power)
                 vals.append(-weight * dmg)
             out.append(np.array(vals, dtype=float))
         return out

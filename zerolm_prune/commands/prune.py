@@ -29,9 +29,11 @@ def register(subparsers) -> None:
     p.add_argument("--subnet", required=True, metavar="FILE[#k]",
                    help="ranked.json from `zerolm-prune rank` (#k picks entry k, 0-based; default #0) or a Subnet JSON file")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
-    p.add_argument("--order", choices=("prefix", "capacity"), default=None,
-                   help="which heads/channels to keep: prefix (LoNAS) or capacity (data-free importance); "
-                   "default: the order the ranked file was scored with, else prefix")
+    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
+                   help="which heads/channels to keep: prefix (LoNAS), capacity (data-free importance), selfgen "
+                   "(units ranked by what they write on text the model generates itself; ~40x lower SmolLM2 "
+                   "subnet perplexity than prefix) or energy (weight norms); selfgen/energy load the model "
+                   "(no streaming); default: the order the ranked file was scored with, else prefix")
     p.add_argument("--adapter", metavar="PEFT_DIR", default=None,
                    help="a peft LoRA adapter (current or LoNAS release format); its ranks follow the subnet")
     p.add_argument("--merge", action="store_true",
@@ -103,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
     subnet, entry = read_subnet(args.subnet)
     source = entry.get("source") or {}
     order = args.order or source.get("order") or "prefix"
+    from ..materialize import ORDERS
+
+    if order not in ORDERS:  # e.g. "custom" from a table built on an explicit orders dict
+        raise UserError(f"{args.subnet} was scored with unit order {order!r}, which prune cannot recompute; "
+                        f"pass --order ({', '.join(ORDERS)}) or materialize it from Python with the same orders dict")
     if subnet.rank_groups() and not args.adapter:
         print("note: the subnet picks LoRA ranks but no --adapter was given; ranks are ignored", file=sys.stderr)
         from ..space import LayerChoice, Subnet
@@ -114,15 +121,22 @@ def run(args: argparse.Namespace) -> int:
     check_subnet(subnet, get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code)))  # before weights
     folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
     if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
+            and order in ("prefix", "capacity")  # selfgen/energy need the loaded model
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
     adapter = get_adapter(model)
     check_subnet(subnet, adapter)
     params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
+    label = order
+    if order not in ("prefix", "capacity"):  # from the base weights, as rank scored them (before any adapter)
+        from ..materialize import resolve_order
+
+        order = resolve_order(model, order, adapter)
     if args.adapter:
         model = lora.load_adapter(model, args.adapter)
     model = materialize(model, subnet, order=order, adapter=adapter, inplace=True)
+    order = label
 
     extra: dict[str, Path] = {}
     tmp_adapter = None
@@ -134,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             lora.save_adapter(model, tmp_adapter)
             extra["adapter"] = tmp_adapter
             model = lora.unload(model)
+    model.zerolm_prune_order = order  # the name, not "custom": the dict above was computed from it
     card = {
         "base_model": source.get("model") or args.model,
         "params_before": params_before,

@@ -133,9 +133,9 @@ def plan_layer(adapter: ArchAdapter, model: nn.Module, index: int, choice: Layer
     geo = adapter.geometry(index)
     n_groups = geo.num_kv_heads if geo.num_kv_heads != geo.num_heads else geo.num_heads
     keep_groups = choice.heads // geo.heads_per_kv_group
-    if not (isinstance(order, str) and order in ("prefix", "capacity")):
-        order = resolve_order(model, order, adapter)
-    if isinstance(order, dict):
+    if not isinstance(order, dict) and order not in ("prefix", "capacity"):
+        order = resolve_order(model, order, adapter)  # other names: computed for the whole model
+    if isinstance(order, dict):  # only this layer's entry is checked here
         from .rankers.orders import validate_orders
 
         entry = order.get(index, order.get(str(index)))

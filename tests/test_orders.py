@@ -233,3 +233,16 @@ def test_prune_cli_order_selfgen_saves_the_selfgen_cut(tmp_path, capsys):
     expected = materialize(model, SUBNET, order="selfgen").state_dict()
     for key, value in saved.items():
         assert torch.equal(value, expected[key]), key
+
+
+def test_selfgen_order_refuses_models_it_cannot_run(tiny_bert, tiny_gpt2):
+    for model, needle in ((tiny_bert, "causal LM"), (tiny_gpt2, "unfused")):
+        subnet = Subnet([LayerChoice(get_adapter(model).geometry(0).num_heads // 2, 7)] * get_adapter(model).num_layers)
+        with pytest.raises(UserError, match=needle):
+            materialize(model, subnet, order="selfgen")
+    # energy works on both (weights only) and matches its dict
+    for model in (tiny_bert, tiny_gpt2):
+        subnet = Subnet([LayerChoice(get_adapter(model).geometry(0).num_heads // 2, 7)] * get_adapter(model).num_layers)
+        a = state(materialize(model, subnet, order="energy"))
+        b = state(materialize(model, subnet, order=compute_orders(model, "energy")))
+        assert all(torch.equal(a[k], b[k]) for k in a)

@@ -61,6 +61,9 @@ def compute_orders(model: Any, name: str, *, adapter: Any = None, text: Any = No
 
         from .selfgen import SelfText
 
+        if getattr(model, "get_output_embeddings", lambda: None)() is None:
+            raise UserError("the selfgen unit order samples text from the model, so it needs a causal LM; "
+                            "use --order prefix, capacity or energy for encoders")
         if any(p.transposed or p.role == "qkv" for p in adapter.projections):
             raise UserError("the selfgen unit order needs unfused q/k/v/o projections (LLaMA-style models); "
                             "use --order prefix, capacity or energy for this model")

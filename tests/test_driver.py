@@ -47,6 +47,8 @@ def test_saved_checkpoints_load_with_the_promised_size(saved_run):
     model, tok = load_pruned(out / "models" / entry["name"])
     assert sum(p.numel() for p in model.parameters()) == entry["params"]
     assert tok is not None
+    meta = json.loads((out / "models" / entry["name"] / "config.json").read_text())["zerolm_prune"]
+    assert meta["order"] == doc["order"] == "selfgen"  # the measured-best unit order is the LLaMA default
     card = (out / "models" / entry["name"] / "README.md").read_text()
     assert "zerolm-prune" in card and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
 
@@ -78,7 +80,7 @@ def test_evaluated_report_has_every_candidate(tmp_path, smollm2):
     assert set(rows) == {"full", "top1", "top2", "lonas-heuristic", "uniform", "random"}
     from zerolm_prune.rankers import DEFAULT_RANKER
 
-    assert report["ranker"] == DEFAULT_RANKER
+    assert report["ranker"] == DEFAULT_RANKER and report["order"] == "selfgen"
     # the second stage decides the order of the shortlist, and every candidate is scored on its scale
     assert rows["top1"]["score"] >= rows["top2"]["score"]
     assert "re-ranked" in rows["top1"]["note"] and all(r["zerolm"] for n, r in rows.items() if n != "full")

@@ -66,9 +66,10 @@ def register(subparsers) -> None:
     p.add_argument("--ranker", default=None,
                    help="selfgen (default with real weights), zerolm (default and only choice for shapes-only "
                         "tables), energy, selfgen-kl, params")
-    p.add_argument("--order", choices=("prefix", "capacity"), default="prefix",
-                   help="which heads/channels a slice keeps: the first ones (LoNAS) or the highest-capacity ones "
-                        "(default: prefix); prune must use the same order")
+    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
+                   help="which heads/channels a width keeps: selfgen (default for LLaMA-family LMs with weights: the "
+                        "units that write most on self-generated text), prefix (LoNAS; default otherwise), capacity, "
+                        "energy. ranked.json records it and prune uses the same")
     p.add_argument("--include-lora", action="store_true", help="count LoRA A/B parameters in the budget")
     p.add_argument("--all-ties", action="store_true",
                    help="rank options that differ only in what neither score nor budget sees (e.g. LoRA ranks "
@@ -166,8 +167,16 @@ def build_table(args: argparse.Namespace, space):
         model = _load_weights(spec, trust_remote_code=args.trust_remote_code, device=args.device)
         adapter = get_adapter(model)
         validate_space(space, adapter)
-        table = CapacityTable.from_model(model, space, order=args.order, adapter=adapter, seq_len=args.seq_len,
-                                         progress=True)
+        from ..driver import default_order
+
+        args.order = args.order or default_order(model, adapter)
+        args.unit_orders = None
+        if args.order not in ("prefix", "capacity"):
+            from ..rankers.orders import compute_orders
+
+            args.unit_orders = compute_orders(model, args.order, adapter=adapter)
+        table = CapacityTable.from_model(model, space, order=args.unit_orders or args.order, adapter=adapter,
+                                         seq_len=args.seq_len, progress=True)
         return table, spec, f"real weights of {spec} ({args.order} order)", model
     if space.config and not (explicit and _config_only(spec)):
         config = space.config_object()
@@ -181,7 +190,10 @@ def build_table(args: argparse.Namespace, space):
 
     validate_space(space, get_adapter(config))
     table = CapacityTable.random_init(config, space, seed=args.seed, seq_len=args.seq_len)
-    order_note = "" if args.order == "prefix" else "; --order is moot for i.i.d. random weights"
+    if args.order in ("selfgen", "energy"):
+        raise UserError(f"--order {args.order} needs the model's weights ({reason}); use --order prefix or capacity")
+    order_note = "" if args.order in (None, "prefix") else "; --order is moot for i.i.d. random weights"
+    args.order = args.order or "prefix"
     return table, spec, f"random-init table of the shapes (seed {args.seed}) because {reason}{order_note}", None
 
 
@@ -247,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     if model is None and ranker != "zerolm":
         raise UserError(f"--ranker {ranker} needs the model's weights; without them only --ranker zerolm can score "
                         "(a random-init table of the shapes)")
-    scoring = make_scoring(ranker, table, model, table.adapter, float(alpha))
+    scoring = make_scoring(ranker, table, model, table.adapter, float(alpha), unit_orders=getattr(args, "unit_orders", None))
     entries = search_top_k(table, scoring, budget=args.budget, by=args.by, top_k=args.top_k,
                            include_lora=args.include_lora, distinct=not args.all_ties, model=model,
                            adapter=table.adapter)
@@ -269,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     document = {
         "model": model_name, "space": args.space, "space_name": space.name, "budget": info.absolute,
         "budget_fraction": info.fraction, "by": args.by, "include_lora": args.include_lora,
-        "seq_len": args.seq_len, "ranker": ranker, "alpha": alpha, "alpha_method": alpha_method, "distinct": not args.all_ties, "order": table.order,
+        "seq_len": args.seq_len, "ranker": ranker, "alpha": alpha, "alpha_method": alpha_method, "distinct": not args.all_ties, "order": args.order,
         "table": table.source, "subnets": entries,
     }
     if args.out:

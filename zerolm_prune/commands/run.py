@@ -40,8 +40,10 @@ def register(subparsers) -> None:
     p.add_argument("--ranker", default=None,
                    help="what the exact search maximises: selfgen (default; two stages on self-generated text, "
                    "see benchmarks/RANKING.md), zerolm (ZeroLM as published), energy, selfgen-kl, params")
-    p.add_argument("--order", choices=("prefix", "capacity"), default="prefix",
-                   help="which heads/channels a width keeps: the first ones (LoNAS) or the highest-capacity ones")
+    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
+                   help="which heads/channels a width keeps: selfgen (default for LLaMA-family LMs: the units that "
+                   "write most on self-generated text, 40x lower perplexity than prefix in benchmarks/RANKING.md), "
+                   "prefix (LoNAS: the first ones; default elsewhere), capacity, energy")
     p.add_argument("--suite", default="commonsense", help="commonsense (6 tasks) or lonas8 (8 tasks); encoders "
                    "always run the GLUE probe")
     p.add_argument("--limit", type=int, default=None, help="documents per task (quick runs); default: all")

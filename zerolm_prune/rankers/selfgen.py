@@ -19,12 +19,16 @@ then compare the pruned model's next-token distributions with the full model's o
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .base import Ranker, space_of
+from .base import Ranker
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 def _require_causal(model: Any) -> None:
@@ -36,13 +40,41 @@ def _require_causal(model: Any) -> None:
         raise UserError("self-generated-text rankers need a causal LM (with an LM head); use 'energy' or 'zerolm' for encoders")
 
 
+_TEXT_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(model: Any) -> float:
+    """Cheap check that a cached text still belongs to these weights (in-place edits change it)."""
+    head = model.get_output_embeddings().weight
+    return float(head.detach().reshape(-1)[:4096].double().sum())
+
+
 def self_text(model: Any, *, seqs: int = 4, length: int = 128, seed: int = 0, temperature: float = 1.0,
               top_k: int = 0) -> "torch.Tensor":
     """``seqs`` x ``length`` token ids sampled from the model itself, starting at BOS.
 
     Plain ancestral sampling (temperature 1, no nucleus) keeps the text as diverse as the model's
-    own distribution; a fixed seed makes every ranker run see the same text.
+    own distribution; a fixed seed makes every ranker run see the same text. Sampling is the slow
+    part on a CPU, and the unit order and the ranker of one run ask for the same text, so it is
+    cached per model object (and checked against its weights).
     """
+    _require_causal(model)
+    key = (seqs, length, seed, temperature, top_k)
+    try:
+        cached = _TEXT_CACHE.get(model, {}).get(key)
+        if cached is not None and cached[0] == _fingerprint(model):
+            return cached[1].clone()
+    except TypeError:  # an object that cannot be weakly referenced: no cache
+        cached = None
+    ids = _sample_text(model, seqs=seqs, length=length, seed=seed, temperature=temperature, top_k=top_k)
+    try:
+        _TEXT_CACHE.setdefault(model, {})[key] = (_fingerprint(model), ids.clone())
+    except TypeError:
+        pass
+    return ids
+
+
+def _sample_text(model: Any, *, seqs: int, length: int, seed: int, temperature: float, top_k: int) -> "torch.Tensor":
     import torch
 
     _require_causal(model)

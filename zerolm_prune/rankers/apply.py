@@ -12,7 +12,7 @@ runs the smaller shapes as they are (it reshapes with ``-1`` heads).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -39,6 +39,25 @@ def _rows(index: list[int], head_dim: int) -> torch.Tensor:
 
 
 @contextlib.contextmanager
+def _swapped(model: nn.Module, subnet, adapter) -> Iterator[Callable[[nn.Module, str, torch.Tensor], None]]:
+    """Yields ``put(module, name, tensor)``; every parameter put is restored on exit, even on error."""
+    layers = adapter.layers(model)
+    if subnet.num_layers != len(layers):
+        raise UserError(f"subnet has {subnet.num_layers} layers, the model has {len(layers)}")
+    saved: list[tuple[nn.Module, str, torch.nn.Parameter]] = []
+
+    def put(module: nn.Module, name: str, value: torch.Tensor) -> None:
+        saved.append((module, name, getattr(module, name)))
+        setattr(module, name, nn.Parameter(value, requires_grad=False))
+
+    try:
+        yield put
+    finally:
+        for module, name, value in reversed(saved):
+            setattr(module, name, value)
+
+
+@contextlib.contextmanager
 def sliced(model: nn.Module, subnet, *, adapter=None, orders: dict | None = None) -> Iterator[nn.Module]:
     """Inside the ``with`` block ``model`` computes ``subnet``; weights are restored on exit.
 
@@ -52,17 +71,8 @@ def sliced(model: nn.Module, subnet, *, adapter=None, orders: dict | None = None
         with _masked(model, subnet, adapter, orders) as m:
             yield m
         return
-    layers = adapter.layers(model)
-    if subnet.num_layers != len(layers):
-        raise UserError(f"subnet has {subnet.num_layers} layers, the model has {len(layers)}")
-    saved: list[tuple[nn.Module, str, torch.nn.Parameter]] = []
-
-    def swap(module: nn.Module, name: str, value: torch.Tensor) -> None:
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, nn.Parameter(value, requires_grad=False))
-
-    try:
-        for i, (layer, choice) in enumerate(zip(layers, subnet.layers)):
+    with _swapped(model, subnet, adapter) as swap:
+        for i, (layer, choice) in enumerate(zip(adapter.layers(model), subnet.layers)):
             geo = adapter.geometry(i)
             order = (orders or {}).get(i, {})
             if choice.heads != geo.num_heads or order.get("heads") is not None:
@@ -92,9 +102,6 @@ def sliced(model: nn.Module, subnet, *, adapter=None, orders: dict | None = None
                     elif proj.role == "down":
                         swap(mod, "weight", mod.weight.data.index_select(1, ch))
         yield model
-    finally:
-        for module, name, value in reversed(saved):
-            setattr(module, name, value)
 
 
 @contextlib.contextmanager
@@ -105,17 +112,8 @@ def _masked(model: nn.Module, subnet, adapter, orders: dict | None) -> Iterator[
     column, bias and output row are zero (GELU(0) = 0), so the block computes exactly what the
     smaller block would, at full cost. Masked copies are swapped in and restored like slices.
     """
-    layers = adapter.layers(model)
-    if subnet.num_layers != len(layers):
-        raise UserError(f"subnet has {subnet.num_layers} layers, the model has {len(layers)}")
-    saved: list[tuple[nn.Module, str, torch.nn.Parameter]] = []
-
-    def put(module: nn.Module, name: str, value: torch.Tensor) -> None:
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, nn.Parameter(value, requires_grad=False))
-
-    try:
-        for i, (layer, choice) in enumerate(zip(layers, subnet.layers)):
+    with _swapped(model, subnet, adapter) as put:
+        for i, (layer, choice) in enumerate(zip(adapter.layers(model), subnet.layers)):
             geo = adapter.geometry(i)
             order = (orders or {}).get(i, {})
             q_idx, _ = _kept_heads(geo, choice.heads, order.get("heads"))
@@ -153,6 +151,3 @@ def _masked(model: nn.Module, subnet, adapter, orders: dict | None) -> Iterator[
                 if b is not None:
                     put(mod, "bias", b)
         yield model
-    finally:
-        for module, name, value in reversed(saved):
-            setattr(module, name, value)

@@ -409,7 +409,8 @@ def prune_to_budget(
     if evaluate:
         from .evaluate import run_candidates
 
-        log(f"[4/5] evaluating full model + {len(candidates)} candidates (suite {suite}, limit {limit})")
+        what = f"suite {suite}" if _is_causal(full_model) else "GLUE linear probe + fidelity"
+        log(f"[4/5] evaluating full model + {len(candidates)} candidates ({what}, limit {limit})")
         results = run_candidates(
             str(model), subnets=candidates, order=order, suite=suite if _is_causal(full_model) else None, limit=limit, source=source, data_dir=data_dir,
             out_dir=out / EVAL_DIR, batch_size=batch_size, device=device, with_perplexity=perplexity,

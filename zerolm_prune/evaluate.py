@@ -308,38 +308,16 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def read_subnets(source: str | Path | list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Ranked entries from ranked.json (``path#k`` picks entry k), a list, or a bare subnet JSON."""
+    """Ranked entries from ranked.json (``path#k`` picks entry k), a bare subnet JSON, or a list
+    of entries, each named (``name``, else ``rank{rank}``) so results.json can key on it."""
     if source is None:
         return []
     if isinstance(source, list):
         entries = source
     else:
-        text = str(source)
-        pick = None
-        if "#" in text:
-            text, _, k = text.rpartition("#")
-            if not k.isdigit():
-                raise UserError(f"{source}: the part after # must be an entry index")
-            pick = int(k)
-        path = Path(text)
-        if not path.is_file():
-            raise UserError(f"--subnets {text}: file not found (write one with: zerolm-prune rank ... --out ranked.json)")
-        try:
-            data = json.loads(path.read_text())
-        except ValueError as err:
-            raise UserError(f"--subnets {text}: not JSON ({err})") from None
-        if isinstance(data, dict) and "subnets" in data:
-            entries = data["subnets"]
-        elif isinstance(data, dict) and "heads" in data:
-            entries = [{"subnet": data}]
-        elif isinstance(data, list):
-            entries = data
-        else:
-            raise UserError(f"--subnets {text}: expected ranked.json ({{'subnets': [...]}}) or a subnet JSON")
-        if pick is not None:
-            if pick >= len(entries):
-                raise UserError(f"{source}: only {len(entries)} entries")
-            entries = [entries[pick]]
+        from .search import read_ranked
+
+        entries = read_ranked(str(source))
     out = []
     for i, e in enumerate(entries):
         if "subnet" not in e:

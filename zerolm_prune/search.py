@@ -708,8 +708,12 @@ def write_ranked(path: str, document: dict) -> None:
     write_json(path, document)
 
 
-def read_ranked(spec: str) -> list[dict]:
+def read_ranked(spec: str, *, allow_bare: bool = True) -> list[dict]:
     """Entries of a ranked.json; ``ranked.json#k`` selects entry k (0-based position in the file).
+
+    The one reader of subnet files (``prune``, ``eval`` and ``score`` build on it). With
+    ``allow_bare``, a file holding a single subnet (``{"heads": [...], "ffn": [...]}``) reads as one
+    entry with an empty ``source``.
 
     For files written by ``rank`` the position equals the entry's ``rank`` (best first); files
     written by the ``run`` driver may add baselines (``rank`` null) after the ranked ones, and
@@ -724,14 +728,20 @@ def read_ranked(spec: str) -> list[dict]:
 
     path, _, pick = spec.partition("#")
     if not os.path.isfile(path):
-        raise UserError(f"ranked file {path!r} not found; write one with `zerolm-prune rank ... --out {path}`")
+        raise UserError(f"{path}: file not found; write one with `zerolm-prune rank ... --out {path}`")
     try:
         with open(path) as fh:
             doc = json.load(fh)
     except json.JSONDecodeError as err:
         raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); rewrite it with `zerolm-prune rank`") from None
+    if allow_bare and isinstance(doc, dict) and "heads" in doc and "ffn" in doc and "subnets" not in doc:
+        if pick:
+            raise UserError(f"{path} is a single subnet; drop '#{pick}'")
+        return [{"subnet": doc, "source": {}}]
     if not isinstance(doc, dict) or not isinstance(doc.get("subnets"), list):
         raise UserError(f"{path} has no 'subnets' list; is it a ranked.json written by `zerolm-prune rank`?")
+    if not doc["subnets"]:
+        raise UserError(f"{path} lists no subnets; rerun `zerolm-prune rank` with a feasible budget")
     source = {k: v for k, v in doc.items() if k != "subnets"}
     entries = []
     for i, entry in enumerate(doc["subnets"]):

@@ -49,39 +49,14 @@ def register(subparsers) -> None:
 
 
 def read_subnet(spec: str) -> tuple[Any, dict[str, Any]]:
-    """``(Subnet, entry)`` from ``ranked.json[#k]`` or a bare Subnet JSON file."""
+    """``(Subnet, entry)`` from ``ranked.json[#k]`` (default: entry 0, the best) or a bare Subnet JSON."""
     from ..errors import UserError
+    from ..search import read_ranked
     from ..space import Subnet
 
-    path, _, pick = spec.partition("#")
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"subnet file {path!r} not found; write one with `zerolm-prune rank ... --out ranked.json`")
+    entry = dict(read_ranked(spec)[0])
     try:
-        doc = json.loads(file.read_text())
-    except ValueError as err:
-        raise UserError(f"{path} is not valid JSON ({err})") from None
-    if isinstance(doc, dict) and "subnets" in doc:
-        entries = doc["subnets"]
-        if not isinstance(entries, list) or not entries:
-            raise UserError(f"{path} has no subnets; rerun `zerolm-prune rank`")
-        try:
-            k = int(pick) if pick else 0
-        except ValueError:
-            raise UserError(f"{spec}: '#{pick}' is not an entry number; use FILE#0 for the best subnet") from None
-        if not 0 <= k < len(entries):
-            raise UserError(f"{spec}: entry {k} does not exist; the file has entries 0..{len(entries) - 1}")
-        entry = dict(entries[k])
-        entry["source"] = {key: v for key, v in doc.items() if key != "subnets"}
-        data = entry.get("subnet")
-    elif isinstance(doc, dict) and "heads" in doc:
-        if pick:
-            raise UserError(f"{path} is a single subnet; drop '#{pick}'")
-        entry, data = {"source": {}}, doc
-    else:
-        raise UserError(f"{path} is neither a ranked.json (with 'subnets') nor a subnet (with 'heads' and 'ffn')")
-    try:
-        return Subnet.from_dict(data), entry
+        return Subnet.from_dict(entry["subnet"]), entry
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"{spec}: malformed subnet ({err})") from None
 

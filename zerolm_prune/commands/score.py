@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from .common import add_model_options
@@ -41,28 +40,19 @@ def _write(path: str, doc: dict) -> None:
 def read_subnets(path: str) -> tuple[list, dict]:
     """(subnets, the document's other keys) of a ranked.json; UserError on anything malformed."""
     from ..errors import UserError
+    from ..search import read_ranked
     from ..space import Subnet
 
-    if not os.path.isfile(path):
-        raise UserError(f"subnets file {path!r} not found; write one with `zerolm-prune rank ... --out {path}`")
-    try:
-        with open(path) as fh:
-            doc = json.load(fh)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno})") from None
-    entries = doc.get("subnets") if isinstance(doc, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise UserError(f"{path} has no non-empty 'subnets' list; pass a ranked.json written by `zerolm-prune rank`")
+    entries = read_ranked(path)
     subnets = []
     for i, entry in enumerate(entries):
-        data = entry.get("subnet", entry) if isinstance(entry, dict) else None
         try:
-            subnets.append(Subnet.from_dict(data))
+            subnets.append(Subnet.from_dict(entry["subnet"]))
         except (TypeError, KeyError, ValueError) as err:
             raise UserError(f"{path}: entry {i} is not a subnet ({err}); expected {{\"subnet\": {{\"heads\": [...], \"ffn\": [...]}}}}") from None
     if len({s.num_layers for s in subnets}) != 1:
         raise UserError(f"{path}: the subnets have different layer counts; score subnets of one model at a time")
-    return subnets, {k: v for k, v in doc.items() if k != "subnets"}
+    return subnets, entries[0]["source"]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from .common import add_model_options
+from .common import add_model_options, add_ranking_options
 
 ORDER = 30
 
@@ -60,16 +60,7 @@ def register(subparsers) -> None:
                    help="<= 1: fraction of the full model (embeddings included); > 1: absolute params or MACs")
     p.add_argument("--by", choices=("params", "macs"), default="params", help="what the budget counts (default: params)")
     p.add_argument("--top-k", type=int, default=10, help="how many subnets to return (default: 10)")
-    p.add_argument("--alpha", default=None,
-                   help="weight of S_Attn: a number, or 'auto' for the label-free parameter-correlation heuristic "
-                        "(default: 1.0, zerolm_prune.search.DEFAULT_ALPHA)")
-    p.add_argument("--ranker", default=None,
-                   help="selfgen (default with real weights), zerolm (default and only choice for shapes-only "
-                        "tables), energy, selfgen-kl, params")
-    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
-                   help="which heads/channels a width keeps: selfgen (default for LLaMA-family LMs with weights: the "
-                        "units that write most on self-generated text), prefix (LoNAS; default otherwise), capacity, "
-                        "energy. ranked.json records it and prune uses the same")
+    add_ranking_options(p)
     p.add_argument("--include-lora", action="store_true", help="count LoRA A/B parameters in the budget")
     p.add_argument("--all-ties", action="store_true",
                    help="rank options that differ only in what neither score nor budget sees (e.g. LoRA ranks "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_options
+from .common import add_model_options, add_ranking_options
 
 ORDER = 80
 
@@ -35,15 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--budget", type=float, default=0.8, help="fraction of the full model (<= 1) or an absolute count")
     p.add_argument("--by", choices=("params", "macs"), default="params", help="what the budget counts")
     p.add_argument("--top-k", type=int, default=3, help="proxy candidates to save and evaluate (default 3)")
-    p.add_argument("--alpha", default=None, help="ZeroLM balance alpha: a number, or auto for the label-free "
-                   "parameter-correlation heuristic (default: the same default as `rank`)")
-    p.add_argument("--ranker", default=None,
-                   help="what the exact search maximises: selfgen (default; two stages on self-generated text, "
-                   "see benchmarks/RANKING.md), zerolm (ZeroLM as published), energy, selfgen-kl, params")
-    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
-                   help="which heads/channels a width keeps: selfgen (default for LLaMA-family LMs: the units that "
-                   "write most on self-generated text, 40x lower perplexity than prefix in benchmarks/RANKING.md), "
-                   "prefix (LoNAS: the first ones; default elsewhere), capacity, energy")
+    add_ranking_options(p)
     p.add_argument("--suite", default="commonsense", help="commonsense (6 tasks) or lonas8 (8 tasks); encoders "
                    "always run the GLUE probe")
     p.add_argument("--limit", type=int, default=None, help="documents per task (quick runs); default: all")

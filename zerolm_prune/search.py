@@ -284,6 +284,16 @@ def _kth_largest(x: np.ndarray, k: int) -> float:
     return float(np.partition(x, x.size - k)[x.size - k])
 
 
+def _backtrack(parents: list, choices: list, node: int) -> np.ndarray:
+    """Per-layer option indices of the prefix state ``node`` of the last layer, read back through
+    the per-layer parent pointers that the forward pass over layers recorded."""
+    idx = np.empty(len(choices), dtype=np.int64)
+    for l in range(len(choices) - 1, -1, -1):
+        idx[l] = choices[l][node]
+        node = parents[l][node]
+    return idx
+
+
 def top_k(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], budget: float, k: int = 10
           ) -> list[tuple[float, np.ndarray]]:
     """Exact k best ``sum_l values[l][i_l]`` subject to ``sum_l costs[l][i_l] <= budget``.
@@ -371,15 +381,7 @@ def _search_once(vals: list[np.ndarray], cs: list[np.ndarray], budget: float, k:
         choices.append(option)
     fits = np.flatnonzero(cost <= budget)  # float costs: the pruning above allowed for rounding
     order = fits[np.lexsort((lexrank[fits], cost[fits], -value[fits]))[:k]]
-    out = []
-    for s in order:
-        idx = np.empty(L, dtype=np.int64)
-        node = s
-        for l in range(L - 1, -1, -1):
-            idx[l] = choices[l][node]
-            node = parents[l][node]
-        out.append((float(value[s]), idx))
-    return out
+    return [(float(value[s]), _backtrack(parents, choices, s)) for s in order]
 
 
 def pareto_front(values: Sequence[np.ndarray], costs: Sequence[np.ndarray], *, max_cost: float = np.inf
@@ -445,15 +447,7 @@ def _front(values, costs, *, max_cost: float, max_states: int | None):
         choices.append(option)
     strict = np.flatnonzero(_front_ids(cost, value, lexrank, 1, 0.0) < 1)
     order = strict[np.lexsort((lexrank[strict], -value[strict], cost[strict]))]
-    out = []
-    for s in order:
-        idx = np.empty(L, dtype=np.int64)
-        node = s
-        for l in range(L - 1, -1, -1):
-            idx[l] = choices[l][node]
-            node = parents[l][node]
-        out.append((cost[s].item(), float(value[s]), idx))
-    return out, exact
+    return [(cost[s].item(), float(value[s]), _backtrack(parents, choices, s)) for s in order], exact
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,12 +17,13 @@ place at the end, so an interrupted save never leaves a folder that looks comple
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from torch import nn
 
@@ -118,14 +119,11 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = N
     """
     order = getattr(model, "zerolm_prune_order", None)  # set by materialize: which units were kept
     model = _publishable_model(model)
-    order = order or getattr(model, "zerolm_prune_order", None)
     if order and "order" not in (metadata or {}):
         metadata = {"order": order, **(metadata or {})}
     out = Path(out_dir).expanduser().resolve()
     check_target(out, _source_dir(model), overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         save_model_files(model, tmp)
         meta = pruned_metadata(model.config, subnet=subnet, source=source, extra=metadata)
         rewrite_config(tmp, type(model).__name__, meta)
@@ -139,10 +137,6 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = N
                 shutil.copyfile(src, tmp / name)
         if card is not None or subnet is not None:
             write_card(tmp, card, meta, sum(p.numel() for p in model.parameters()))
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -156,6 +150,20 @@ def write_card(folder: Path, card: dict[str, Any] | None, meta: dict[str, Any], 
         fields.setdefault("subnet", meta["subnet"])
     fields.setdefault("format", meta["format"])
     (folder / "README.md").write_text(render(fields))
+
+
+@contextlib.contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """A hidden temp folder beside ``out`` to write into; renamed to ``out`` when the block ends,
+    removed when it raises, so no half-written folder ever looks complete."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def replace_dir(tmp: Path, out: Path) -> None:
@@ -441,9 +449,7 @@ def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None,
     blocks = decilm_block_configs(model)
     out = Path(out_dir).expanduser().resolve()
     check_target(out, _source_dir(model), overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_dir(out) as tmp:
         save_model_files(model, tmp)
         path = tmp / "config.json"
         config = json.loads(path.read_text())
@@ -457,10 +463,6 @@ def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None,
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -419,12 +419,11 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order =
     The tensors are exactly those ``materialize`` + ``checkpoint.save_pretrained`` write.
     """
     import shutil
-    import tempfile
     from pathlib import Path
 
     from transformers import AutoConfig
 
-    from .checkpoint import (SafetensorsReader, check_target, pruned_metadata, replace_dir, rewrite_config,
+    from .checkpoint import (SafetensorsReader, check_target, pruned_metadata, rewrite_config, staged_dir,
                              write_card, write_safetensors)
 
     if isinstance(order, str) and order not in ("prefix", "capacity"):
@@ -465,66 +464,61 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order =
         for reader in readers:
             reader.close()
         raise
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        entries = []
-        total_params = 0
-        for reader in readers:
-            targets = _projection_keys(adapter, reader.keys())
-            for key in reader.keys():
-                info = reader.header[key]
-                shape = list(info["shape"])
-                rows = cols = None
-                proj = None
-                kind = "weight"
-                if key in targets:
-                    index, proj, kind = targets[key]
-                    rows, cols = plans[index].indices(proj)
-                    out_axis, in_axis = (1, 0) if proj.transposed else (0, 1)
-                    if rows is not None:
-                        shape[out_axis if kind == "weight" else 0] = len(rows)
-                    if cols is not None and kind == "weight":
-                        shape[in_axis] = len(cols)
+        with staged_dir(out) as tmp:
+            entries = []
+            total_params = 0
+            for reader in readers:
+                targets = _projection_keys(adapter, reader.keys())
+                for key in reader.keys():
+                    info = reader.header[key]
+                    shape = list(info["shape"])
+                    rows = cols = None
+                    proj = None
+                    kind = "weight"
+                    if key in targets:
+                        index, proj, kind = targets[key]
+                        rows, cols = plans[index].indices(proj)
+                        out_axis, in_axis = (1, 0) if proj.transposed else (0, 1)
+                        if rows is not None:
+                            shape[out_axis if kind == "weight" else 0] = len(rows)
+                        if cols is not None and kind == "weight":
+                            shape[in_axis] = len(cols)
 
-                delta = deltas.get((targets[key][0], proj.path)) if proj is not None and kind == "weight" else None
-                rank = _group_rank(adapter, proj, subnet.layers[targets[key][0]], groups) if delta else None
+                    delta = deltas.get((targets[key][0], proj.path)) if proj is not None and kind == "weight" else None
+                    rank = _group_rank(adapter, proj, subnet.layers[targets[key][0]], groups) if delta else None
 
-                def produce(reader=reader, key=key, proj=proj, kind=kind, rows=rows, cols=cols, delta=delta,
-                            rank=rank):
-                    tensor = reader.get(key)
-                    if delta is not None:
-                        from .lora import merged_weight
+                    def produce(reader=reader, key=key, proj=proj, kind=kind, rows=rows, cols=cols, delta=delta,
+                                rank=rank):
+                        tensor = reader.get(key)
+                        if delta is not None:
+                            from .lora import merged_weight
 
-                        tensor = merged_weight(tensor, delta, rank, proj.transposed)
-                    if proj is None:
-                        return tensor
-                    if kind == "weight":
-                        return _slice_weight(tensor, rows, cols, proj.transposed)
-                    return tensor.index_select(0, torch.tensor(rows)) if rows is not None else tensor
+                            tensor = merged_weight(tensor, delta, rank, proj.transposed)
+                        if proj is None:
+                            return tensor
+                        if kind == "weight":
+                            return _slice_weight(tensor, rows, cols, proj.transposed)
+                        return tensor.index_select(0, torch.tensor(rows)) if rows is not None else tensor
 
-                numel = 1
-                for d in shape:
-                    numel *= d
-                total_params += numel
-                entries.append((key, tuple(shape), _dtype_of(info["dtype"]), produce))
-        write_safetensors(tmp, entries, max_shard_bytes=max_shard_bytes)
-        shapes = [{"num_attention_heads": len(p.heads), "num_key_value_heads": p.num_kv_heads,
-                   "intermediate_size": p.choice.ffn} for p in plans]
-        update_config(config, adapter, shapes)
-        config.save_pretrained(str(tmp))
-        meta = pruned_metadata(config, subnet=subnet, source=source or str(src), extra={"order": label, **(metadata or {})})
-        arch = (getattr(config, "architectures", None) or ["?"])[0]
-        rewrite_config(tmp, arch, meta)
-        for name in COPIED_FILES:
-            if (src / name).is_file() and not (tmp / name).exists():
-                shutil.copyfile(src / name, tmp / name)
-        if card is not None or subnet is not None:
-            write_card(tmp, card, meta, total_params)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+                    numel = 1
+                    for d in shape:
+                        numel *= d
+                    total_params += numel
+                    entries.append((key, tuple(shape), _dtype_of(info["dtype"]), produce))
+            write_safetensors(tmp, entries, max_shard_bytes=max_shard_bytes)
+            shapes = [{"num_attention_heads": len(p.heads), "num_key_value_heads": p.num_kv_heads,
+                       "intermediate_size": p.choice.ffn} for p in plans]
+            update_config(config, adapter, shapes)
+            config.save_pretrained(str(tmp))
+            meta = pruned_metadata(config, subnet=subnet, source=source or str(src), extra={"order": label, **(metadata or {})})
+            arch = (getattr(config, "architectures", None) or ["?"])[0]
+            rewrite_config(tmp, arch, meta)
+            for name in COPIED_FILES:
+                if (src / name).is_file() and not (tmp / name).exists():
+                    shutil.copyfile(src / name, tmp / name)
+            if card is not None or subnet is not None:
+                write_card(tmp, card, meta, total_params)
     finally:
         for reader in readers:
             reader.close()

@@ -258,9 +258,11 @@ def choose_candidates(table, space, settings: RunSettings, scoring: Scoring, mod
         if rand is not None:
             candidates.append(_entry(table, scoring, rand, name="random", kind="baseline", rank=None,
                                      note=f"random subnet within 5% under the budget (seed {settings.seed})"))
-    final = scoring.subnet_scores(model, [Subnet.from_dict(c["subnet"]) for c in candidates], adapter)
-    if final is not None:  # one scale for every candidate: the second stage's subnet score
-        for c, value in zip(candidates, final):
+    # one scale for every candidate: the ranked ones already carry the second stage's subnet score
+    baselines = [c for c in candidates if c["kind"] == "baseline"]
+    final = scoring.subnet_scores(model, [Subnet.from_dict(c["subnet"]) for c in baselines], adapter)
+    if final is not None:
+        for c, value in zip(baselines, final):
             c["score"] = value
     budget_info = {"absolute": info.absolute, "fraction": info.fraction, "full": info.full, "minimal": info.minimal,
                    "by": settings.by}

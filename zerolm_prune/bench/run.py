@@ -18,9 +18,9 @@ from .arch import Arch, draw_abs_mass, draw_sq_mass
 PROXY_KINDS = {
     "zerolm": "proxy", "zerolm-paramcorr": "proxy", "zerolm-a1": "proxy",
     "capacity-energy": "proxy", "capacity-logsum": "proxy", "spectral-nuclear": "proxy",
-    "spectral-erank": "proxy", "zerolm-headwise": "proxy",
+    "spectral-erank": "proxy", "zerolm-headwise": "proxy", "zerolm-gamma": "proxy", "zerolm-gamma-draw": "proxy",
     "params": "baseline", "nonemb-params": "baseline", "macs": "baseline", "hidden-x-layers": "baseline",
-    "layers": "baseline", "magnitude": "baseline", "random": "baseline", "synflow": "baseline",
+    "depth-then-width": "baseline", "layers": "baseline", "magnitude": "baseline", "random": "baseline", "synflow": "baseline",
     "synflow-sampled": "baseline", "snip": "baseline",
 }
 
@@ -33,11 +33,17 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
     """Per-row quantities every proxy is computed from (random init drawn per row, seeded)."""
     from ..proxy.spectral import mp_expectations
 
+    from ..proxy.alpha import GAMMA_GRID
     from .surrogate import expected_synflow
 
     keys = ("attn", "ffn", "attn_energy", "ffn_energy", "attn_headwise", "logsum", "magnitude", "nuclear", "erank",
             "layers", "hidden", "params", "nonemb", "macs", "synflow", "synflow_sampled", "snip")
     out = {k: np.zeros(len(archs)) for k in keys}
+    # generalized capacity ||W||^2 / min(m, n)^gamma per module, for every gamma of the grid: the
+    # expectation over inits (std^2 m n / min^gamma, what averaging many inits converges to) and one draw
+    gammas = GAMMA_GRID
+    for k in ("attn_gamma", "ffn_gamma", "attn_gamma_draw", "ffn_gamma_draw"):
+        out[k] = np.zeros((len(archs), len(gammas)))
     iterator: Any = enumerate(archs)
     if progress:
         from tqdm.auto import tqdm
@@ -51,6 +57,12 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
         sq = draw_sq_mass(mats, rng)
         cap = sq / np.array([min(m.rows, m.cols) for m in mats], dtype=np.float64)
         out["attn"][i] = cap[module == "attn"].sum()
+        short = np.array([min(m.rows, m.cols) for m in mats], dtype=np.float64)[:, None] ** gammas[None, :]
+        expected = np.array([m.std * m.std * m.size for m in mats])[:, None] / short
+        drawn = sq[:, None] / short
+        for name, value in (("gamma", expected), ("gamma_draw", drawn)):
+            out[f"attn_{name}"][i] = value[module == "attn"].sum(axis=0)
+            out[f"ffn_{name}"][i] = value[module == "ffn"].sum(axis=0)
         out["ffn"][i] = cap[module == "ffn"].sum()
         out["attn_energy"][i] = sq[module == "attn"].sum()
         out["ffn_energy"][i] = sq[module == "ffn"].sum()
@@ -80,7 +92,10 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
 
 
 def proxy_scores(feat: dict[str, np.ndarray], alpha: float, alpha_paramcorr: float, *, seed: int = 0,
-                 grad: bool = True) -> dict[str, np.ndarray]:
+                 grad: bool = True, exponents: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Every proxy's scores; ``exponents`` ({proxy name: ExponentChoice}) adds the fitted-gamma proxies."""
+    from ..proxy.alpha import GAMMA_GRID, gamma_mix
+
     n = len(feat["attn"])
     scores = {
         "zerolm": feat["ffn"] + alpha * feat["attn"],
@@ -95,11 +110,18 @@ def proxy_scores(feat: dict[str, np.ndarray], alpha: float, alpha_paramcorr: flo
         "nonemb-params": feat["nonemb"],
         "macs": feat["macs"],
         "hidden-x-layers": feat["hidden"] * feat["layers"],
+        # lexicographic: more layers first, wider breaks ties (the depth-over-width ordering that a
+        # gamma > 1 capacity finds on NAS-Bench-BERT, as a trivial baseline it must also beat)
+        "depth-then-width": feat["layers"] + feat["hidden"] / (feat["hidden"].max() + 1.0),
         "layers": feat["layers"],
         "magnitude": feat["magnitude"],
         "random": np.random.default_rng(seed + 7).random(n),
         "synflow": feat["synflow"],
     }
+    for name, choice in (exponents or {}).items():
+        suffix = name[len("zerolm-gamma"):].replace("-", "_")
+        j = int(np.flatnonzero(np.isclose(GAMMA_GRID, choice.gamma))[0])
+        scores[name] = gamma_mix(feat[f"attn_gamma{suffix}"][:, j], feat[f"ffn_gamma{suffix}"][:, j], choice.angle)
     if grad:
         scores["synflow-sampled"] = feat["synflow_sampled"]
         scores["snip"] = feat["snip"]
@@ -110,7 +132,7 @@ def evaluate(archs: list[Arch], *, alpha: str | float = "auto", fit_fraction: fl
              bootstrap: int = 1000, grad: bool = True, seq_len: int = 128, progress: bool = False) -> dict[str, Any]:
     """Every proxy's Kendall tau / Spearman rho (with bootstrap 95% intervals) on the report rows."""
     from ..errors import UserError
-    from ..proxy.alpha import alpha_by_param_correlation, alpha_by_sampling
+    from ..proxy.alpha import alpha_by_param_correlation, alpha_by_sampling, exponent_by_sampling
     from .stats import correlations
 
     labels = np.array([a.label for a in archs], dtype=np.float64)
@@ -127,6 +149,9 @@ def evaluate(archs: list[Arch], *, alpha: str | float = "auto", fit_fraction: fl
         choice = alpha_by_sampling(feat["attn"][fit], feat["ffn"][fit], labels[fit])
         alpha_value = choice.alpha
         info["alpha"] = choice.to_dict()
+        exponents = {name: exponent_by_sampling(feat[f"attn_{key}"][fit], feat[f"ffn_{key}"][fit], labels[fit])
+                     for name, key in (("zerolm-gamma", "gamma"), ("zerolm-gamma-draw", "gamma_draw"))}
+        info["gamma"] = {name: c.to_dict() for name, c in exponents.items()}
     else:
         try:
             alpha_value = float(alpha)
@@ -134,10 +159,11 @@ def evaluate(archs: list[Arch], *, alpha: str | float = "auto", fit_fraction: fl
             raise UserError(f"--alpha must be 'auto' or a number, got {alpha!r}") from None
         fit, report = np.array([], dtype=int), np.arange(n)
         info["alpha"] = {"alpha": alpha_value, "method": "given"}
+        exponents = {}  # gamma is fitted on labels: only with --alpha auto
     # label-free: may look at every row's parameter count, never at a label
     paramcorr = alpha_by_param_correlation(feat["attn"], feat["ffn"], feat["params"])
     info["alpha_paramcorr"] = paramcorr.to_dict()
-    scores = proxy_scores(feat, alpha_value, paramcorr.alpha, seed=seed, grad=grad)
+    scores = proxy_scores(feat, alpha_value, paramcorr.alpha, seed=seed, grad=grad, exponents=exponents)
     proxies = {}
     for name, s in scores.items():
         entry = {"kind": PROXY_KINDS.get(name, "proxy")}
@@ -154,6 +180,8 @@ def format_table(result: dict[str, Any], title: str = "") -> str:
     a = result.get("alpha", {})
     lines.append(f"rows reported: {result['n']} (fit: {result.get('n_fit', 0)})   alpha={a.get('alpha')} "
                  f"({a.get('method')})   label-free alpha={result.get('alpha_paramcorr', {}).get('alpha')}")
+    for name, g in result.get("gamma", {}).items():
+        lines.append(f"{name}: gamma={g['gamma']} alpha={g['alpha']} (fit-row tau {g['tau_fit']:.3f})")
     lines.append(f"{'proxy':<18} {'kind':<8} {'kendall':>8} {'95% CI':>17} {'spearman':>9}")
     rows = sorted(result["proxies"].items(), key=lambda kv: -kv[1]["kendall"])
     for name, e in rows:

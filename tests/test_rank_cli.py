@@ -61,7 +61,8 @@ def test_smollm2_real_weights_with_plot(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "real weights of smollm2-135m" in printed
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["front.png", "ranked.json"]  # no temp files left
+    # no temp files left; the default selfgen order's unit orders sit next to ranked.json for prune
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["front.png", "ranked.json", "ranked.orders.json"]
     doc = json.loads(out.read_text())
     full = doc["budget"] / doc["budget_fraction"]
     assert abs(full - 134_515_008) < 2  # the real checkpoint's parameter count, tied embeddings once

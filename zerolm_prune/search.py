@@ -695,10 +695,29 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
     return entries
 
 
-def write_ranked(path: str, document: dict) -> None:
-    """Write ranked.json atomically (a temp file in the same folder, then ``os.replace``)."""
+def write_ranked(path: str, document: dict, *, orders: dict | None = None, adapter=None) -> None:
+    """Write ranked.json atomically (a temp file in the same folder, then ``os.replace``).
+
+    ``orders``: the unit orders dict the subnets were scored with (``compute_orders``; needs
+    ``adapter``). It goes to a sidecar next to the file (``ranked.json`` -> ``ranked.orders.json``,
+    written first, so the ranked file never names a sidecar that is not there yet), named in the
+    document as ``"orders_file"`` (relative to the ranked file), so that ``prune`` cuts exactly
+    these units instead of recomputing the order.
+    """
+    from pathlib import Path
+
     from .atomic import write_json
 
+    if orders is not None:
+        from .rankers.orders import save_orders
+
+        target = Path(path)
+        stem = target.name[:-len(".json")] if target.name.endswith(".json") else target.name
+        sidecar = target.with_name(f"{stem}.orders.json")
+        save_orders(sidecar, orders, name=document.get("order"), adapter=adapter, model=document.get("model"))
+        header = {k: v for k, v in document.items() if k != "subnets"}  # the name before the long list
+        document = {**header, "orders_file": sidecar.name,
+                    **({"subnets": document["subnets"]} if "subnets" in document else {})}
     write_json(path, document)
 
 
@@ -713,7 +732,9 @@ def read_ranked(spec: str, *, allow_bare: bool = True) -> list[dict]:
     written by the ``run`` driver may add baselines (``rank`` null) after the ranked ones, and
     ``prune``/``eval`` count positions the same way. Each entry is ``{"rank", "score", "params",
     "macs", "subnet": {...}}``; turn ``subnet`` into a ``Subnet`` with ``Subnet.from_dict``. The
-    document's other keys (model, space, alpha, ...) are copied into each entry under ``"source"``.
+    document's other keys (model, space, alpha, ...) are copied into each entry under ``"source"``;
+    ``source["orders_file"]``, when there, names the unit orders sidecar (``write_ranked``) relative
+    to the file's folder.
     """
     import json
     import os

@@ -27,6 +27,8 @@ ranked.json:
   {"model", "space", "budget" (absolute), "budget_fraction", "by", "alpha", "order", "table",
    "subnets": [{"rank" (0-based), "score", "params", "macs", "subnet": {"heads", "ffn", "ranks"}}]}
   Select one subnet elsewhere with ranked.json#K (K = 0-based entry, here equal to the rank): prune --subnet ranked.json#0.
+  With a selfgen or energy order, the exact unit orders scored go to ranked.orders.json next to it
+  (named by "orders_file"); prune cuts those units instead of recomputing the order.
 
 examples:
   zerolm-prune rank smollm2-135m --space recipes/smollm2-135m.yaml --budget 0.8 --top-k 5 --plot front.png
@@ -276,8 +278,10 @@ def run(args: argparse.Namespace) -> int:
         "table": table.source, "subnets": entries,
     }
     if args.out:
-        write_ranked(args.out, document)
-        print(f"\nwrote {args.out} ({len(entries)} subnets; select one with {args.out}#0)")
+        unit_orders = getattr(args, "unit_orders", None)  # the exact dict scored, for prune to reuse
+        write_ranked(args.out, document, orders=unit_orders, adapter=table.adapter)
+        print(f"\nwrote {args.out} ({len(entries)} subnets; select one with {args.out}#0)"
+              + (f" and its {args.order} unit orders next to it" if unit_orders is not None else ""))
     if args.plot:
         from ..plots import plot_front
         from ..search import front_for_plot, layer_costs

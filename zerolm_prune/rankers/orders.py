@@ -159,6 +159,65 @@ def validate_orders(orders: Mapping, adapter: Any, *, partial: bool = False) -> 
     return out
 
 
+#: what ``save_orders`` writes and ``load_orders`` checks (the sidecar of a ranked.json)
+SAVED_ORDERS_FORMAT = "zerolm-prune unit orders"
+
+
+def orders_fingerprint(adapter: Any) -> dict[str, Any]:
+    """The geometry an orders dict is tied to: layer count, hidden size, per-layer KV groups and
+    FFN widths (what ``validate_orders`` checks, plus the hidden size, in one comparable dict)."""
+    geos = [adapter.geometry(l) for l in range(adapter.num_layers)]
+    return {"layers": adapter.num_layers, "hidden_size": int(adapter.hidden_size),
+            "kv_groups": [int(g.num_kv_heads if g.num_kv_heads != g.num_heads else g.num_heads) for g in geos],
+            "ffn": [int(g.ffn_dim) for g in geos]}
+
+
+def save_orders(path: Any, orders: Mapping, *, name: str, adapter: Any, model: Any = None) -> Any:
+    """Write the exact orders dict a ranking was scored with (compact JSON, atomic), so that
+    ``prune`` cuts the same units instead of recomputing them (selfgen can flip near-tied units
+    under another thread count). ``load_orders`` reads it back."""
+    from ..atomic import write_json
+
+    checked = validate_orders(orders, adapter)
+    data = {"format": SAVED_ORDERS_FORMAT, "version": 1, "order": name, "model": model,
+            "fingerprint": orders_fingerprint(adapter),
+            "orders": {str(l): checked[l] for l in sorted(checked)}}
+    return write_json(path, data, indent=None)
+
+
+def load_orders(path: Any, adapter: Any, *, name: str | None = None) -> dict[int, dict[str, list[int]]]:
+    """The orders dict ``save_orders`` wrote, checked against ``adapter`` (one-line UserErrors):
+    the file's format, its order name (when ``name`` is given), the model fingerprint and each
+    layer's permutations (``validate_orders``)."""
+    import json
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the saved unit orders ({err.strerror or err})") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); rerun `zerolm-prune rank` "
+                        "or delete it to recompute the order") from None
+    if not isinstance(data, dict) or data.get("format") != SAVED_ORDERS_FORMAT or not isinstance(data.get("orders"), Mapping):
+        raise UserError(f"{path} is not a unit orders file written by `zerolm-prune rank`")
+    if name is not None and data.get("order") not in (None, name):
+        raise UserError(f"{path} holds the {data['order']!r} order but the ranked file was scored with {name!r}; "
+                        "rerun `zerolm-prune rank`")
+    saved, here = data.get("fingerprint"), orders_fingerprint(adapter)
+    if isinstance(saved, Mapping) and dict(saved) != here:
+        diff = [k for k in here if saved.get(k) != here[k]]
+        raise UserError(f"{path} was computed on a model of another shape ({', '.join(diff)} differ: "
+                        f"{here['layers']} layers, hidden {here['hidden_size']} here); prune the model it was ranked on")
+    try:
+        return validate_orders(data["orders"], adapter)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+
+
 def _desc(values: np.ndarray) -> list[int]:
     """Indices by decreasing value; ties keep the original (prefix) order."""
     return [int(i) for i in np.argsort(-np.asarray(values), kind="stable")]

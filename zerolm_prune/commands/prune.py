@@ -61,6 +61,25 @@ def read_subnet(spec: str) -> tuple[Any, dict[str, Any]]:
         raise UserError(f"{spec}: malformed subnet ({err})") from None
 
 
+def _saved_orders_file(args: argparse.Namespace, source: dict[str, Any]) -> Path | None:
+    """The unit orders sidecar ``rank`` saved next to the ranked file (``source["orders_file"]``),
+    unless ``--order`` asks for another order; None (with a note when it is named but gone) means
+    the order is computed again from its name."""
+    name = source.get("orders_file")
+    if not isinstance(name, str) or not name or (args.order and args.order != source.get("order")):
+        return None
+    path = Path(args.subnet.partition("#")[0]).parent / name
+    if not path.is_file():
+        print(f"note: {args.subnet.partition('#')[0]} names unit orders file {name}, which is missing; "
+              f"recomputing the {source.get('order')!r} order (near-tied units may differ from what rank scored)",
+              file=sys.stderr)
+        return None
+    if source.get("model") and source["model"] != args.model:
+        print(f"note: using the unit orders saved by rank for {source['model']} on {args.model}; "
+              f"pass --order to compute them on {args.model} instead", file=sys.stderr)
+    return path
+
+
 def _count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -82,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     order = args.order or source.get("order") or "prefix"
     from ..materialize import ORDERS
 
-    if order not in ORDERS:  # e.g. "custom" from a table built on an explicit orders dict
+    saved = _saved_orders_file(args, source)
+    if order not in ORDERS and saved is None:  # e.g. "custom" from a table built on an explicit orders dict
         raise UserError(f"{args.subnet} was scored with unit order {order!r}, which prune cannot recompute; "
                         f"pass --order ({', '.join(ORDERS)}) or materialize it from Python with the same orders dict")
     if subnet.rank_groups() and not args.adapter:
@@ -93,10 +113,16 @@ def run(args: argparse.Namespace) -> int:
     if args.order and source.get("order") and args.order != source["order"]:
         print(f"note: {args.subnet} was scored with order {source['order']!r}; materializing with {args.order!r}",
               file=sys.stderr)
-    check_subnet(subnet, get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code)))  # before weights
+    config_adapter = get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code))
+    check_subnet(subnet, config_adapter)  # before weights
+    unit_orders = None
+    if saved is not None:  # the exact dict rank scored with, checked before any weights load
+        from ..rankers.orders import load_orders
+
+        unit_orders = load_orders(saved, config_adapter, name=source.get("order"))
     folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
     if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
-            and order in ("prefix", "capacity")  # selfgen/energy need the loaded model
+            and order in ("prefix", "capacity") and unit_orders is None  # selfgen/energy need the loaded model
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
@@ -104,7 +130,11 @@ def run(args: argparse.Namespace) -> int:
     check_subnet(subnet, adapter)
     params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
     label = order
-    if order not in ("prefix", "capacity"):  # from the base weights, as rank scored them (before any adapter)
+    if unit_orders is not None:  # saved by rank: the units it scored, to the index
+        from ..rankers.orders import validate_orders
+
+        order = validate_orders(unit_orders, adapter)
+    elif order not in ("prefix", "capacity"):  # from the base weights, as rank scored them (before any adapter)
         from ..materialize import resolve_order
 
         order = resolve_order(model, order, adapter)

@@ -1,0 +1,193 @@
+"""``rank`` saves the exact unit orders it scored with; ``prune --subnet ranked.json`` cuts those.
+
+Why: selfgen orders are recomputed from a fixed seed, but another torch thread count can flip
+near-tied units, so a prune that recomputes the order could save a checkpoint other than the
+subnet that was scored. Real SmolLM2-135M weights throughout (the built-in asset).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zerolm_prune.rankers.orders as orders_mod
+from zerolm_prune.assets import smollm2_135m_dir
+from zerolm_prune.cli import main
+from zerolm_prune.loading import load_config
+from zerolm_prune.models import get_adapter
+from zerolm_prune.rankers.orders import load_orders, validate_orders
+from zerolm_prune.search import read_ranked
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOL = str(ROOT / "recipes" / "smollm2-135m.yaml")
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return get_adapter(load_config("smollm2-135m"))
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory):
+    """``rank --order selfgen`` on the real weights, and the orders dict rank actually computed."""
+    out = tmp_path_factory.mktemp("ranked") / "ranked.json"
+    computed = []
+    real = orders_mod.compute_orders
+
+    def spy(*args, **kwargs):
+        computed.append(real(*args, **kwargs))
+        return computed[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(orders_mod, "compute_orders", spy)
+        assert main(["rank", "smollm2-135m", "--space", SMOL, "--budget", "0.8", "--top-k", "2",
+                     "--order", "selfgen", "--ranker", "zerolm", "--out", str(out)]) == 0
+    assert len(computed) == 1
+    return out, computed[0]
+
+
+@pytest.fixture
+def ranked_copy(ranked, tmp_path):
+    """The ranked file and its sidecar in a folder of this test's own (tests may tamper with it)."""
+    out, _ = ranked
+    folder = tmp_path / "ranked"
+    folder.mkdir()
+    for name in ("ranked.json", "ranked.orders.json"):
+        shutil.copyfile(out.parent / name, folder / name)
+    return folder / "ranked.json"
+
+
+def forbid_recompute(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("prune recomputed the unit order instead of using the saved one")
+
+    monkeypatch.setattr(orders_mod, "compute_orders", refuse)
+
+
+def cut_layers(subnet: dict, adapter) -> list[int]:
+    """Layers where the subnet drops both KV groups and FFN channels (so the order decides what stays)."""
+    return [l for l in range(adapter.num_layers)
+            if subnet["heads"][l] < adapter.geometry(l).num_heads and subnet["ffn"][l] < adapter.geometry(l).ffn_dim]
+
+
+def test_rank_writes_the_scored_orders_as_a_sidecar(ranked, adapter):
+    out, computed = ranked
+    doc = json.loads(out.read_text())
+    assert doc["order"] == "selfgen" and doc["orders_file"] == "ranked.orders.json"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ranked.json", "ranked.orders.json"]  # no temp files
+    assert read_ranked(f"{out}#1")[0]["source"]["orders_file"] == "ranked.orders.json"
+    sidecar = out.parent / "ranked.orders.json"
+    text = sidecar.read_text()
+    assert text.count("\n") == 1  # compact: one line of lists of ints
+    data = json.loads(text)
+    assert data["order"] == "selfgen" and data["model"] == "smollm2-135m"
+    assert data["fingerprint"]["layers"] == 30 and data["fingerprint"]["hidden_size"] == 576
+    assert validate_orders(data["orders"], adapter) == computed  # the exact dict rank scored with
+    assert load_orders(sidecar, adapter, name="selfgen") == computed
+    # meaningful only if selfgen keeps other units than prefix somewhere
+    assert any(computed[l]["ffn"][:768] != list(range(768)) for l in computed)
+
+
+def test_prune_cuts_the_saved_units_not_a_recomputation(ranked_copy, adapter, tmp_path, monkeypatch, capsys):
+    sidecar = ranked_copy.parent / "ranked.orders.json"
+    data = json.loads(sidecar.read_text())
+    subnet = read_ranked(f"{ranked_copy}#0")[0]["subnet"]
+    layers = cut_layers(subnet, adapter)
+    assert len(layers) >= 2
+    tampered, untouched = layers[0], layers[1]
+    original = dict(data["orders"][str(tampered)])
+    data["orders"][str(tampered)] = {"heads": original["heads"][::-1], "ffn": original["ffn"][::-1]}
+    sidecar.write_text(json.dumps(data))
+    saved = {int(k): v for k, v in data["orders"].items()}
+    keep_ffn = subnet["ffn"][tampered]
+    assert set(saved[tampered]["ffn"][:keep_ffn]) != set(original["ffn"][:keep_ffn])  # the tamper changes the cut
+
+    forbid_recompute(monkeypatch)
+    out = tmp_path / "pruned"
+    assert main(["prune", "smollm2-135m", "--subnet", f"{ranked_copy}#0", "--out", str(out)]) == 0
+    assert "missing" not in capsys.readouterr().err
+    assert json.loads((out / "config.json").read_text())["zerolm_prune"]["order"] == "selfgen"  # the name, not "custom"
+
+    base = load_file(str(smollm2_135m_dir() / "model.safetensors"))
+    pruned = load_file(str(out / "model.safetensors"))
+    for l in (tampered, untouched):
+        geo = adapter.geometry(l)
+        per, hd = geo.heads_per_kv_group, geo.head_dim
+        channels = sorted(saved[l]["ffn"][: subnet["ffn"][l]])
+        groups = sorted(saved[l]["heads"][: subnet["heads"][l] // per])
+        kv_rows = [g * hd + d for g in groups for d in range(hd)]
+        q_rows = [(g * per + j) * hd + d for g in groups for j in range(per) for d in range(hd)]
+        p = f"model.layers.{l}."
+        assert torch.equal(pruned[p + "mlp.gate_proj.weight"], base[p + "mlp.gate_proj.weight"][channels].to(pruned[p + "mlp.gate_proj.weight"].dtype))
+        assert torch.equal(pruned[p + "mlp.down_proj.weight"], base[p + "mlp.down_proj.weight"][:, channels].to(pruned[p + "mlp.down_proj.weight"].dtype))
+        assert torch.equal(pruned[p + "self_attn.k_proj.weight"], base[p + "self_attn.k_proj.weight"][kv_rows].to(pruned[p + "self_attn.k_proj.weight"].dtype))
+        assert torch.equal(pruned[p + "self_attn.q_proj.weight"], base[p + "self_attn.q_proj.weight"][q_rows].to(pruned[p + "self_attn.q_proj.weight"].dtype))
+
+
+def _wrong_length(data):
+    data["orders"]["3"]["ffn"] = data["orders"]["3"]["ffn"][:-1]
+
+
+def _other_order(data):
+    data["order"] = "energy"
+
+
+def _other_model(data):
+    data["fingerprint"]["hidden_size"] = 1024
+
+
+@pytest.mark.parametrize("corrupt,needle", [
+    (_wrong_length, "layer 3 'ffn' must be a permutation of its 1536 FFN channels"),
+    (_other_order, "holds the 'energy' order"),
+    (_other_model, "hidden_size differ"),
+    ("not json", "is not valid JSON"),
+])
+def test_corrupt_sidecar_is_one_line_exit_2(ranked_copy, tmp_path, monkeypatch, capsys, corrupt, needle):
+    sidecar = ranked_copy.parent / "ranked.orders.json"
+    if isinstance(corrupt, str):
+        sidecar.write_text(corrupt)
+    else:
+        data = json.loads(sidecar.read_text())
+        corrupt(data)
+        sidecar.write_text(json.dumps(data))
+    forbid_recompute(monkeypatch)
+    out = tmp_path / "pruned"
+    assert main(["prune", "smollm2-135m", "--subnet", str(ranked_copy), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and needle in errors[0] and "Traceback" not in err, err
+    assert not out.exists()
+
+
+def test_missing_sidecar_recomputes_with_a_note(ranked_copy, tmp_path, monkeypatch, capsys):
+    (ranked_copy.parent / "ranked.orders.json").unlink()
+    calls = []
+    real = orders_mod.compute_orders
+    monkeypatch.setattr(orders_mod, "compute_orders", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    assert main(["prune", "smollm2-135m", "--subnet", str(ranked_copy), "--out", str(tmp_path / "pruned")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "ranked.orders.json" in line]
+    assert len(notes) == 1 and notes[0].startswith("note:") and "missing" in notes[0]
+    assert calls == ["selfgen"]
+
+
+def test_another_order_ignores_the_sidecar(ranked_copy, tmp_path, monkeypatch, capsys):
+    calls = []
+    real = orders_mod.compute_orders
+    monkeypatch.setattr(orders_mod, "compute_orders", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    out = tmp_path / "pruned"
+    assert main(["prune", "smollm2-135m", "--subnet", str(ranked_copy), "--out", str(out), "--order", "energy"]) == 0
+    assert "materializing with 'energy'" in capsys.readouterr().err
+    assert calls == ["energy"]
+    assert json.loads((out / "config.json").read_text())["zerolm_prune"]["order"] == "energy"
+
+
+def test_no_sidecar_without_a_computed_order(tmp_path):
+    out = tmp_path / "ranked.json"
+    assert main(["rank", "--space", SMOL, "--shapes-only", "--budget", "0.8", "--top-k", "1", "--out", str(out)]) == 0
+    assert "orders_file" not in json.loads(out.read_text())
+    assert [p.name for p in tmp_path.iterdir()] == ["ranked.json"]

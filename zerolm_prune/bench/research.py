@@ -1,6 +1,7 @@
 """The variant search behind benchmarks/PROXY.md, on the FIT rows only.
 
     python -m zerolm_prune.bench.research [--rows fit|report]
+    python -m zerolm_prune.bench.research --gamma   # zerolm-gamma vs its nearest baselines, paired
 
 Every candidate is a data-free function of the random-init block matrices (no labels, no fitted
 constant). Candidates are compared on the same 30% fit split that ``bench`` uses for alpha
@@ -75,6 +76,47 @@ def split(n: int, seed: int = 0, fraction: float = 0.3) -> tuple[np.ndarray, np.
     return np.sort(perm[:k]), np.sort(perm[k:])
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, y: np.ndarray, *, resamples: int = 1000,
+                      seed: int = 0) -> tuple[float, float, float]:
+    """tau(a) - tau(b) on the same rows, with a paired percentile bootstrap 95% interval.
+
+    Why paired: two proxies scored on the same rows share the rows' noise, so the interval of the
+    difference is much narrower than the overlap of two separate intervals suggests.
+    """
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        i = rng.integers(len(y), size=len(y))
+        diffs.append(kendalltau(a[i], y[i]).statistic - kendalltau(b[i], y[i]).statistic)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return float(kendalltau(a, y).statistic - kendalltau(b, y).statistic), float(lo), float(hi)
+
+
+def gamma_report() -> None:
+    """zerolm-gamma (fitted on the fit rows, as ``bench`` fits it) minus the baselines nearest to it,
+    on the report rows."""
+    from ..proxy.alpha import exponent_by_sampling
+    from . import lts, nasbench_bert
+    from .run import features, proxy_scores
+
+    cases = [("nasbench-bert/trained-as", nasbench_bert.load(DATA / "nasbench-bert-flexibert" / "BERT_benchmark.json",
+                                                             "trained-as"), ("hidden-x-layers", "depth-then-width")),
+             ("lts/gpt2", lts.load(DATA / "lts-gpt2-archai" / "random_GPT2_lm1b.json"), ("nonemb-params", "magnitude")),
+             ("lts/transxl", lts.load(DATA / "lts-gpt2-archai" / "random_TransXL_lm1b.json"), ("nonemb-params", "macs"))]
+    print("zerolm-gamma minus baseline, Kendall tau on the report rows (paired bootstrap 95%)")
+    for name, archs, others in cases:
+        feat = features(archs, grad=False)
+        y = np.array([a.label for a in archs])
+        fit, rep = split(len(archs))
+        choice = exponent_by_sampling(feat["attn_gamma"][fit], feat["ffn_gamma"][fit], y[fit])
+        scores = proxy_scores(feat, 1.0, 1.0, grad=False, exponents={"zerolm-gamma": choice})
+        for other in others:
+            d, lo, hi = paired_difference(scores["zerolm-gamma"][rep], scores[other][rep], y[rep])
+            print(f"{name:<26} gamma={choice.gamma:<4} - {other:<17} {d:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+
+
 def main() -> None:
     from scipy.stats import kendalltau
 
@@ -82,7 +124,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", choices=("fit", "report"), default="fit")
+    parser.add_argument("--gamma", action="store_true", help="paired comparison of zerolm-gamma with its baselines")
     args = parser.parse_args()
+    if args.gamma:
+        gamma_report()
+        return
     bert = DATA / "nasbench-bert-flexibert" / "BERT_benchmark.json"
     sets = {f"nasbench-bert/{r}": nasbench_bert.load(bert, r) for r in nasbench_bert.READINGS}
     sets["lts/gpt2"] = lts.load(DATA / "lts-gpt2-archai" / "random_GPT2_lm1b.json")

@@ -61,25 +61,6 @@ def read_subnet(spec: str) -> tuple[Any, dict[str, Any]]:
         raise UserError(f"{spec}: malformed subnet ({err})") from None
 
 
-def _saved_orders_file(args: argparse.Namespace, source: dict[str, Any]) -> Path | None:
-    """The unit orders sidecar ``rank`` saved next to the ranked file (``source["orders_file"]``),
-    unless ``--order`` asks for another order; None (with a note when it is named but gone) means
-    the order is computed again from its name."""
-    name = source.get("orders_file")
-    if not isinstance(name, str) or not name or (args.order and args.order != source.get("order")):
-        return None
-    path = Path(args.subnet.partition("#")[0]).parent / name
-    if not path.is_file():
-        print(f"note: {args.subnet.partition('#')[0]} names unit orders file {name}, which is missing; "
-              f"recomputing the {source.get('order')!r} order (near-tied units may differ from what rank scored)",
-              file=sys.stderr)
-        return None
-    if source.get("model") and source["model"] != args.model:
-        print(f"note: using the unit orders saved by rank for {source['model']} on {args.model}; "
-              f"pass --order to compute them on {args.model} instead", file=sys.stderr)
-    return path
-
-
 def _count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -100,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     source = entry.get("source") or {}
     order = args.order or source.get("order") or "prefix"
     from ..materialize import ORDERS
+    from ..rankers.orders import ranked_orders_file
 
-    saved = _saved_orders_file(args, source)
+    saved = ranked_orders_file(args.subnet, source, order=args.order, model=args.model)
     if order not in ORDERS and saved is None:  # e.g. "custom" from a table built on an explicit orders dict
         raise UserError(f"{args.subnet} was scored with unit order {order!r}, which prune cannot recompute; "
                         f"pass --order ({', '.join(ORDERS)}) or materialize it from Python with the same orders dict")
@@ -110,9 +92,6 @@ def run(args: argparse.Namespace) -> int:
         from ..space import LayerChoice, Subnet
 
         subnet = Subnet([LayerChoice(c.heads, c.ffn) for c in subnet.layers])  # record what was applied
-    if args.order and source.get("order") and args.order != source["order"]:
-        print(f"note: {args.subnet} was scored with order {source['order']!r}; materializing with {args.order!r}",
-              file=sys.stderr)
     config_adapter = get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code))
     check_subnet(subnet, config_adapter)  # before weights
     unit_orders = None

@@ -149,7 +149,8 @@ def validate_orders(orders: Mapping, adapter: Any, *, partial: bool = False) -> 
             if sorted(units) != list(range(size)):
                 what = "KV groups" if dim == "heads" else "FFN channels"
                 raise UserError(f"orders: layer {l} {dim!r} must be a permutation of its {size} {what} "
-                                f"(0..{size - 1}), got {len(units)} entries; recompute it with compute_orders")
+                                f"(0..{size - 1}), got {len(units)} entries; rerun `zerolm-prune rank` to rewrite it, "
+                                "or pass --order (from Python: recompute it with compute_orders)")
             norm[dim] = units
         out[l] = norm
     missing = [l for l in range(n) if l not in out]
@@ -216,6 +217,35 @@ def load_orders(path: Any, adapter: Any, *, name: str | None = None) -> dict[int
         return validate_orders(data["orders"], adapter)
     except UserError as err:
         raise UserError(f"{path}: {err}") from None
+
+
+def ranked_orders_file(spec: Any, source: Mapping, *, order: str | None = None, model: Any = None,
+                       doing: str = "materializing") -> Any:
+    """The unit orders sidecar ``rank`` saved next to a ranked file (``source["orders_file"]``, from
+    ``read_ranked``), for ``prune`` and ``eval`` to cut exactly the units that were scored; ``None``
+    means the order is computed again from its name. ``spec``: the ranked file (``path#k`` allowed);
+    ``order``: an order the user asked for (another one than the file's ignores the sidecar);
+    ``model``: the model it is applied to. Notes on stderr, one line each: another order than the one
+    scored (``doing`` with it), a named sidecar that is missing, a model other than the ranked one.
+    Read the file with ``load_orders(path, adapter, name=source["order"])``."""
+    import sys
+    from pathlib import Path
+
+    ranked, scored = str(spec).partition("#")[0], source.get("order")
+    if order and scored and order != scored:
+        print(f"note: {spec} was scored with order {scored!r}; {doing} with {order!r}", file=sys.stderr)
+    name = source.get("orders_file")
+    if not isinstance(name, str) or not name or (order and order != scored):
+        return None
+    path = Path(ranked).parent / name
+    if not path.is_file():
+        print(f"note: {ranked} names unit orders file {name}, which is missing; recomputing the {scored!r} order "
+              "(near-tied units may differ from what rank scored)", file=sys.stderr)
+        return None
+    if source.get("model") and model and str(source["model"]) != str(model):
+        print(f"note: using the unit orders saved by rank for {source['model']} on {model}; "
+              f"pass --order to compute them on {model} instead", file=sys.stderr)
+    return path
 
 
 def _desc(values: np.ndarray) -> list[int]:

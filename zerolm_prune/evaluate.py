@@ -374,7 +374,8 @@ class RunFile:
         _atomic_write(self.path, json.dumps(self.data, indent=2) + "\n")
 
 
-def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | None = None, order: Any = "prefix",
+def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | None = None, order: Any = None,
+                   unit_orders: dict | None = None,
                    suite: str | Sequence[str] | None = None, limit: int | None = None, source: str = "local",
                    data_dir: str | Path | None = None, out_dir: str | Path = "runs/eval",
                    batch_size: int | str = 1, device: str | None = None, num_fewshot: int = 0,
@@ -388,10 +389,31 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
     model one at a time. Rerunning the same call skips every finished candidate and task. With
     two or more scored subnets, the proxy-vs-accuracy scatter is written next to results.json.
     Returns the results dict (also in RUN_DIR/results.json; a markdown table in results.md).
+
+    ``order``: which units a subnet keeps, a name of ``materialize.ORDERS`` or an orders dict.
+    ``None``: the order a ranked file was scored with (``rank``'s ``order`` field), cut with the
+    exact dict it saved next to it (``ranked.orders.json``) when it is there, so the networks
+    evaluated are the ones that were scored; else prefix. ``unit_orders``: the exact orders dict
+    that the name ``order`` stands for (the ``run`` driver passes the one it scored with).
     """
     from .space import Subnet
 
     entries = read_subnets(subnets)
+    saved_orders = None  # the sidecar of a ranked file, read once the model is loaded
+    if unit_orders is None and entries and isinstance(subnets, (str, Path)):
+        from .materialize import ORDERS
+        from .rankers.orders import ranked_orders_file
+
+        scored = entries[0].get("source") or {}  # the ranked file's header (``source`` is the data's)
+        requested = order if isinstance(order, str) else None
+        if order is None or requested:
+            saved_orders = ranked_orders_file(subnets, scored, order=requested, model=model, doing="evaluating")
+            order = requested or scored.get("order") or "prefix"
+            if order not in ORDERS and saved_orders is None:  # "custom": a dict nobody saved
+                raise UserError(f"{subnets} was scored with unit order {order!r}, which eval cannot recompute; "
+                                f"pass --order ({', '.join(ORDERS)}) or call run_candidates with the same orders dict")
+    if order is None:
+        order = "prefix"
     if suite is not None and suite != "glue_probe":
         resolve_suite(suite)  # a typo fails before minutes of model loading
     if loaded is None:
@@ -421,12 +443,23 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
         "lm_eval_version": lm_eval_version(),
     }
     run = RunFile(out_dir, settings)
+    if saved_orders is not None:  # checked against this model before anything is evaluated
+        from .models import get_adapter
+        from .rankers.orders import load_orders
+
+        unit_orders = load_orders(saved_orders, get_adapter(full_model), name=order)
+        run.data["orders_file"] = str(saved_orders)  # where the units came from (not a setting: same dict)
     if causal:
         from .tasks import TASKS
 
         run.data["metrics"] = {t: TASKS[t].metric for t in tasks}
     plan = [{"name": "full", "entry": None}] + [{"name": e["name"], "entry": e} for e in entries]
-    if entries and not (isinstance(order, str) and order in ("prefix", "capacity")):
+    if entries and unit_orders is not None:  # the exact units that were scored, not a recomputation
+        from .models import get_adapter
+        from .rankers.orders import validate_orders
+
+        order = validate_orders(unit_orders, get_adapter(full_model))
+    elif entries and not (isinstance(order, str) and order in ("prefix", "capacity")):
         # selfgen/energy/dicts: resolve once (selfgen samples text and runs the model), not per subnet
         from .materialize import resolve_order
         from .models import get_adapter

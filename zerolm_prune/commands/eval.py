@@ -34,10 +34,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", metavar="MODEL_OR_DIR", help="built-in asset (smollm2-135m, minilm-l6), folder or hub id")
     p.add_argument("--subnets", default=None, help="ranked.json from `zerolm-prune rank` (path#k for one entry)")
-    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default="prefix",
-                   help="which heads/channels a subnet keeps (default: prefix, as LoNAS trained them; selfgen: "
-                   "units ranked by what they write on text the model generates itself, much lower perplexity "
-                   "on SmolLM2; use the order the subnets were ranked with)")
+    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
+                   help="which heads/channels a subnet keeps: prefix (as LoNAS trained them), capacity, selfgen "
+                   "(units ranked by what they write on text the model generates itself, much lower perplexity "
+                   "on SmolLM2) or energy; default: the order the ranked file was scored with, cutting the exact "
+                   "units rank saved in ranked.orders.json, else prefix")
     p.add_argument("--suite", default=None,
                    help="commonsense (default: boolq piqa hellaswag winogrande arc_easy arc_challenge), lonas8 "
                    "(+ openbookqa social_iqa), a comma list of tasks, or a suite YAML; encoders: glue_probe")

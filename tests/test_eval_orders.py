@@ -1,0 +1,205 @@
+"""``eval --subnets ranked.json`` cuts the units that were scored.
+
+Why: rank scores selfgen subnets on LLaMA models; eval used to default to prefix, so it evaluated
+other networks than the ones ranked, and a recomputed selfgen order can flip near-tied units under
+another thread count. Eval now follows the ranked file's order and its saved ``ranked.orders.json``.
+Real SmolLM2-135M weights throughout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zerolm_prune.materialize as materialize_mod
+import zerolm_prune.rankers.orders as orders_mod
+from zerolm_prune.assets import smollm2_135m_dir
+from zerolm_prune.cli import main
+from zerolm_prune.loading import load_config
+from zerolm_prune.models import get_adapter
+from zerolm_prune.search import read_ranked
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOL = str(ROOT / "recipes" / "smollm2-135m.yaml")
+QUICK = ["--suite", "piqa", "--limit", "1", "--quiet"]
+REAL_COMPUTE = orders_mod.compute_orders
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    return get_adapter(load_config("smollm2-135m"))
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_file(str(smollm2_135m_dir() / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory):
+    """``rank --order selfgen`` on the real weights, and the orders dict rank actually computed."""
+    out = tmp_path_factory.mktemp("ranked") / "ranked.json"
+    computed = []
+    real = orders_mod.compute_orders
+
+    def spy(*args, **kwargs):
+        computed.append(real(*args, **kwargs))
+        return computed[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(orders_mod, "compute_orders", spy)
+        assert main(["rank", "smollm2-135m", "--space", SMOL, "--budget", "0.8", "--top-k", "1",
+                     "--order", "selfgen", "--ranker", "zerolm", "--out", str(out)]) == 0
+    assert len(computed) == 1 and json.loads(out.read_text())["orders_file"] == "ranked.orders.json"
+    return out, computed[0]
+
+
+@pytest.fixture
+def ranked_copy(ranked, tmp_path):
+    """The ranked file and its sidecar in a folder of this test's own (tests may tamper with it)."""
+    out, _ = ranked
+    folder = tmp_path / "ranked"
+    folder.mkdir()
+    for name in ("ranked.json", "ranked.orders.json"):
+        shutil.copyfile(out.parent / name, folder / name)
+    return folder / "ranked.json"
+
+
+def forbid_recompute(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the unit order was recomputed instead of using the saved one")
+
+    monkeypatch.setattr(orders_mod, "compute_orders", refuse)
+
+
+def count_recomputes(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    monkeypatch.setattr(orders_mod, "compute_orders", lambda *a, **k: calls.append(a[1]) or REAL_COMPUTE(*a, **k))
+    return calls
+
+
+WEIGHTS = ("mlp.gate_proj.weight", "mlp.down_proj.weight", "self_attn.k_proj.weight", "self_attn.q_proj.weight")
+
+
+def capture_subnets(monkeypatch) -> list[dict[str, torch.Tensor]]:
+    """The weights of every subnet eval materializes (eval keeps no copy once it is evaluated)."""
+    seen: list[dict[str, torch.Tensor]] = []
+    real = materialize_mod.materialize
+
+    def spy(*args, **kwargs):
+        net = real(*args, **kwargs)
+        seen.append({k: v.detach().clone() for k, v in net.state_dict().items() if k.endswith(WEIGHTS)})
+        return net
+
+    monkeypatch.setattr(materialize_mod, "materialize", spy)
+    return seen
+
+
+def assert_cut_by(weights: dict, base: dict, orders: dict, subnet: dict, adapter, layers) -> None:
+    """The subnet's rows/columns are exactly the first units of ``orders`` in each of ``layers``."""
+    for l in layers:
+        geo = adapter.geometry(l)
+        per, hd = geo.heads_per_kv_group, geo.head_dim
+        channels = sorted(orders[l]["ffn"][: subnet["ffn"][l]])
+        groups = sorted(orders[l]["heads"][: subnet["heads"][l] // per])
+        kv_rows = [g * hd + d for g in groups for d in range(hd)]
+        q_rows = [(g * per + j) * hd + d for g in groups for j in range(per) for d in range(hd)]
+        p = f"model.layers.{l}."
+        want = {"mlp.gate_proj.weight": base[p + "mlp.gate_proj.weight"][channels],
+                "mlp.down_proj.weight": base[p + "mlp.down_proj.weight"][:, channels],
+                "self_attn.k_proj.weight": base[p + "self_attn.k_proj.weight"][kv_rows],
+                "self_attn.q_proj.weight": base[p + "self_attn.q_proj.weight"][q_rows]}
+        for name, tensor in want.items():
+            got = weights[p + name]
+            assert torch.equal(got, tensor.to(got.dtype)), f"layer {l} {name}"
+
+
+def cut_layers(subnet: dict, adapter) -> list[int]:
+    """Layers where the subnet drops both KV groups and FFN channels (so the order decides what stays)."""
+    return [l for l in range(adapter.num_layers)
+            if subnet["heads"][l] < adapter.geometry(l).num_heads and subnet["ffn"][l] < adapter.geometry(l).ffn_dim]
+
+
+def test_eval_defaults_to_the_saved_selfgen_units(ranked, adapter, base, tmp_path, monkeypatch, capsys):
+    out, computed = ranked
+    subnet = read_ranked(f"{out}#0")[0]["subnet"]
+    layers = cut_layers(subnet, adapter)
+    assert layers and any(computed[l]["ffn"][: subnet["ffn"][l]] != list(range(subnet["ffn"][l])) for l in layers)
+    forbid_recompute(monkeypatch)
+    seen = capture_subnets(monkeypatch)
+    run_dir = tmp_path / "run"
+    assert main(["eval", "smollm2-135m", "--subnets", f"{out}#0", *QUICK, "--out", str(run_dir)]) == 0
+    assert "note:" not in capsys.readouterr().err
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["order"] == "selfgen" and results["orders_file"] == str(out.parent / "ranked.orders.json")
+    assert [c["name"] for c in results["candidates"]] == ["full", "rank0"]
+    assert all(c["done"] for c in results["candidates"])
+    assert len(seen) == 1
+    assert_cut_by(seen[0], base, computed, subnet, adapter, layers)  # the very units rank scored
+
+
+def test_eval_cuts_what_a_tampered_sidecar_says(ranked_copy, adapter, base, tmp_path, monkeypatch):
+    sidecar = ranked_copy.parent / "ranked.orders.json"
+    data = json.loads(sidecar.read_text())
+    subnet = read_ranked(f"{ranked_copy}#0")[0]["subnet"]
+    tampered = cut_layers(subnet, adapter)[0]
+    original = dict(data["orders"][str(tampered)])
+    data["orders"][str(tampered)] = {"heads": original["heads"][::-1], "ffn": original["ffn"][::-1]}
+    sidecar.write_text(json.dumps(data))
+    saved = {int(k): v for k, v in data["orders"].items()}
+    keep = subnet["ffn"][tampered]
+    assert set(saved[tampered]["ffn"][:keep]) != set(original["ffn"][:keep])  # the tamper changes the cut
+
+    forbid_recompute(monkeypatch)
+    seen = capture_subnets(monkeypatch)
+    assert main(["eval", "smollm2-135m", "--subnets", str(ranked_copy), *QUICK, "--out", str(tmp_path / "run")]) == 0
+    assert len(seen) == 1
+    assert_cut_by(seen[0], base, saved, subnet, adapter, cut_layers(subnet, adapter))
+
+
+def test_eval_recomputes_a_missing_sidecar_with_a_note(ranked_copy, tmp_path, monkeypatch, capsys):
+    (ranked_copy.parent / "ranked.orders.json").unlink()
+    calls = count_recomputes(monkeypatch)
+    run_dir = tmp_path / "run"
+    assert main(["eval", "smollm2-135m", "--subnets", str(ranked_copy), *QUICK, "--out", str(run_dir)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "ranked.orders.json" in notes[0] and "missing" in notes[0]
+    assert calls == ["selfgen"]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["order"] == "selfgen" and "orders_file" not in results
+
+
+def test_eval_with_another_order_notes_it_and_ignores_the_sidecar(ranked_copy, adapter, base, tmp_path, monkeypatch,
+                                                                  capsys):
+    forbid_recompute(monkeypatch)  # prefix needs no computed order, and the sidecar must not be used
+    seen = capture_subnets(monkeypatch)
+    run_dir = tmp_path / "run"
+    assert main(["eval", "smollm2-135m", "--subnets", str(ranked_copy), "--order", "prefix", *QUICK,
+                 "--out", str(run_dir)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "scored with order 'selfgen'; evaluating with 'prefix'" in notes[0]
+    assert json.loads((run_dir / "results.json").read_text())["order"] == "prefix"
+    subnet = read_ranked(str(ranked_copy))[0]["subnet"]
+    prefix = {l: {"heads": list(range(adapter.geometry(l).num_kv_heads)), "ffn": list(range(adapter.geometry(l).ffn_dim))}
+              for l in range(adapter.num_layers)}
+    assert_cut_by(seen[0], base, prefix, subnet, adapter, cut_layers(subnet, adapter))
+
+
+def test_corrupt_sidecar_fails_eval_in_one_line(ranked_copy, tmp_path, monkeypatch, capsys):
+    sidecar = ranked_copy.parent / "ranked.orders.json"
+    data = json.loads(sidecar.read_text())
+    data["orders"]["3"]["ffn"] = data["orders"]["3"]["ffn"][:-1]
+    sidecar.write_text(json.dumps(data))
+    forbid_recompute(monkeypatch)
+    run_dir = tmp_path / "run"
+    assert main(["eval", "smollm2-135m", "--subnets", str(ranked_copy), *QUICK, "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "must be a permutation of its 1536 FFN channels" in errors[0], err
+    assert "rerun `zerolm-prune rank`" in errors[0] and "Traceback" not in err
+    assert not (run_dir / "results.json").exists()

@@ -1,9 +1,9 @@
-"""``eval --subnets ranked.json`` cuts the units that were scored.
+"""``eval --subnets ranked.json`` and the ``run`` driver cut the units that were scored.
 
 Why: rank scores selfgen subnets on LLaMA models; eval used to default to prefix, so it evaluated
 other networks than the ones ranked, and a recomputed selfgen order can flip near-tied units under
-another thread count. Eval now follows the ranked file's order and its saved ``ranked.orders.json``.
-Real SmolLM2-135M weights throughout.
+another thread count. Eval now follows the ranked file's order and its saved ``ranked.orders.json``;
+the driver saves that sidecar and reuses it on resume. Real SmolLM2-135M weights throughout.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import zerolm_prune.materialize as materialize_mod
 import zerolm_prune.rankers.orders as orders_mod
 from zerolm_prune.assets import smollm2_135m_dir
 from zerolm_prune.cli import main
+from zerolm_prune.driver import prune_to_budget
 from zerolm_prune.loading import load_config
 from zerolm_prune.models import get_adapter
+from zerolm_prune.rankers.orders import load_orders
 from zerolm_prune.search import read_ranked
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,3 +205,40 @@ def test_corrupt_sidecar_fails_eval_in_one_line(ranked_copy, tmp_path, monkeypat
     assert len(errors) == 1 and "must be a permutation of its 1536 FFN channels" in errors[0], err
     assert "rerun `zerolm-prune rank`" in errors[0] and "Traceback" not in err
     assert not (run_dir / "results.json").exists()
+
+
+def test_driver_saves_the_orders_and_a_resume_reuses_them(smollm2, adapter, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    kw = dict(out=out, top_k=1, ranker="zerolm", order="selfgen", baselines=False, save=False, suite="piqa",
+              limit=1, perplexity=False, loaded=smollm2, progress=False)
+    calls = count_recomputes(monkeypatch)
+    prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, evaluate=False, log=lambda *a: None, **kw)
+    assert calls == ["selfgen"]
+    doc = json.loads((out / "ranked.json").read_text())
+    assert doc["order"] == "selfgen" and doc["orders_file"] == "ranked.orders.json"
+    sidecar = load_orders(out / "ranked.orders.json", adapter, name="selfgen")
+
+    # the resume: evaluating the reused candidates cuts the saved units, nothing recomputed
+    forbid_recompute(monkeypatch)
+    seen = capture_subnets(monkeypatch)
+    lines: list[str] = []
+    report = prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, evaluate=True,
+                             log=lambda *a: lines.append(" ".join(map(str, a))), **kw)
+    assert not [line for line in lines if "note:" in line]
+    assert {r["name"] for r in report["candidates"]} == {"full", "top1"}
+    assert json.loads((out / "eval" / "results.json").read_text())["order"] == "selfgen"
+    assert len(seen) == 1
+    base = {k: v for k, v in smollm2[0].state_dict().items() if k.endswith(WEIGHTS)}
+    subnet = doc["subnets"][0]["subnet"]
+    for weights in seen:
+        assert_cut_by(weights, base, sidecar, subnet, adapter, cut_layers(subnet, adapter))
+
+    # a sidecar gone: the resume says so and recomputes by name
+    (out / "ranked.orders.json").unlink()
+    calls = count_recomputes(monkeypatch)
+    lines.clear()
+    prune_to_budget("smollm2-135m", "smollm2-135m", 0.8, evaluate=False,
+                    log=lambda *a: lines.append(" ".join(map(str, a))), **kw)
+    notes = [line for line in lines if line.startswith("note:")]
+    assert len(notes) == 1 and "ranked.orders.json is missing" in notes[0]
+    assert calls == ["selfgen"]

@@ -199,6 +199,30 @@ def _compute_orders(model, name: str, adapter, log) -> dict:
     return compute_orders(model, name, adapter=adapter)
 
 
+def _saved_orders(ranked_path: Path, document: dict, order: str, adapter, log) -> dict | None:
+    """On resume, the unit orders the reused ranked.json was scored with (its sidecar, written by
+    ``write_ranked``), so checkpoints and evaluations cut the same units; None, with a note, means
+    they must be computed again (a sidecar missing, of another order or model, or unreadable)."""
+    from .rankers.orders import load_orders
+
+    name = document.get("orders_file")
+    why = None
+    if document.get("order") != order:
+        why = f"it was scored with order {document.get('order')!r}, not {order!r}"
+    elif not isinstance(name, str) or not name:
+        why = "it names no saved unit orders file"
+    elif not (ranked_path.parent / name).is_file():
+        why = f"its unit orders file {name} is missing"
+    else:
+        try:
+            return load_orders(ranked_path.parent / name, adapter, name=order)
+        except UserError as err:
+            why = str(err)
+    log(f"note: reusing {ranked_path}, but {why}; recomputing the {order!r} order "
+        "(near-tied units may differ from what was scored)")
+    return None
+
+
 #: how many of the exact search's best subnets a two-stage ranker re-ranks
 SHORTLIST = 10
 
@@ -362,12 +386,16 @@ def prune_to_budget(
     adapter = get_adapter(full_model)
     validate_space(search_space, adapter)
     order = settings.order or default_order(full_model, adapter)
-    unit_orders = None if order in ("prefix", "capacity") else _compute_orders(full_model, order, adapter, log)
-
     ranked_path = out / RANKED_FILE
+    document = json.loads(ranked_path.read_text()) if ranked_path.is_file() else None
+    unit_orders = None
+    if order not in ("prefix", "capacity"):  # the exact dict the candidates were (or will be) scored with
+        unit_orders = _saved_orders(ranked_path, document, order, adapter, log) if document else None
+        if unit_orders is None:
+            unit_orders = _compute_orders(full_model, order, adapter, log)
+
     table = None
-    if ranked_path.is_file():
-        document = json.loads(ranked_path.read_text())
+    if document is not None:
         log(f"[2/5] reusing {ranked_path} ({len(document['subnets'])} candidates)")
     else:
         log(f"[2/5] capacity table of {search_space.num_layers} layers ({order} order), exact search")
@@ -399,7 +427,7 @@ def prune_to_budget(
                     + (f", alpha {float(alpha):g}" if ranker == "zerolm" else ""))
         from .search import write_ranked
 
-        write_ranked(str(ranked_path), document)
+        write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)  # + ranked.orders.json
     candidates = document["subnets"]
 
     if save:
@@ -414,7 +442,7 @@ def prune_to_budget(
         what = f"suite {suite}" if _is_causal(full_model) else "GLUE linear probe + fidelity"
         log(f"[4/5] evaluating full model + {len(candidates)} candidates ({what}, limit {limit})")
         results = run_candidates(
-            str(model), subnets=candidates, order=order, suite=suite if _is_causal(full_model) else None, limit=limit, source=source, data_dir=data_dir,
+            str(model), subnets=candidates, order=order, unit_orders=unit_orders, suite=suite if _is_causal(full_model) else None, limit=limit, source=source, data_dir=data_dir,
             out_dir=out / EVAL_DIR, batch_size=batch_size, device=device, with_perplexity=perplexity,
             perplexity_limit=perplexity_limit, loaded=(full_model, tokenizer), progress=progress,
         )

@@ -34,7 +34,7 @@ class RunSettings:
     """Everything that decides a run's results; a rerun must match it to reuse finished work."""
 
     model: str = "smollm2-135m"
-    space: str = "recipes/smollm2-135m.yaml"
+    space: str = "smollm2-135m"  # the shipped recipe, found from any working directory
     budget: float = 0.8
     by: str = "params"
     top_k: int = 3
@@ -315,7 +315,7 @@ def _plot_front(path: Path, table, space, candidates: list[dict], budget_info: d
 # ---- the run ----------------------------------------------------------------------------------
 def prune_to_budget(
     model: str = "smollm2-135m",
-    space: str = "recipes/smollm2-135m.yaml",
+    space: str = "smollm2-135m",  # the shipped recipe, found from any working directory
     budget: float = 0.8,
     *,
     out: str | Path = "runs/run",

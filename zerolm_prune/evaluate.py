@@ -33,9 +33,12 @@ _METRIC_KEYS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr")
 
 
 def eval_dir() -> Path:
-    """The repository's ``eval/`` folder (suite definitions), or $ZEROLM_PRUNE_EVAL_DIR."""
+    """The shipped ``eval/`` folder (suite definitions), or $ZEROLM_PRUNE_EVAL_DIR.
+
+    ``zerolm_prune/eval`` links to the repository's ``eval/`` in a checkout; a wheel carries the files.
+    """
     env = os.environ.get("ZEROLM_PRUNE_EVAL_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "eval"
+    return Path(env) if env else Path(__file__).resolve().parent / "eval"
 
 
 def resolve_suite(suite: str | Sequence[str]) -> list[str]:

@@ -14,11 +14,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def default_mode(base: int = 0o666) -> int:
+    """The mode ``open()`` (base 0o666) or ``mkdir()`` (0o777) would give under the user's umask.
+
+    Why: mkstemp/mkdtemp create 0600/0700 on purpose, for secrets; a ranked file or a checkpoint
+    folder renamed from them would stay unreadable to the user's group, unlike any other output.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return base & ~mask
+
+
 def _write_via(path: str | Path, writer: Callable[[str], None], suffix: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, default_mode(0o666))
     try:
         writer(tmp)
         os.replace(tmp, path)

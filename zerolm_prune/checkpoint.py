@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 from torch import nn
 
+from .atomic import default_mode
 from .errors import UserError
 
 FORMAT_VERSION = 1
@@ -158,6 +159,7 @@ def staged_dir(out: Path) -> Iterator[Path]:
     removed when it raises, so no half-written folder ever looks complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp.chmod(default_mode(0o777))  # the finished folder reads like one made by mkdir, not 0700
     try:
         yield tmp
         replace_dir(tmp, out)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..atomic import default_mode
 from ..errors import UserError
 from . import data
 from .registry import TaskSpec, spec
@@ -105,6 +106,7 @@ def write_task_dir(tasks: list[str], *, data_dir: str | Path | None = None, root
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tasks-", dir=root))
+    tmp.chmod(default_mode(0o777))  # a shared cache folder, like one made by mkdir
     try:
         for name, text in texts.items():
             (tmp / f"{name}.yaml").write_text(text, encoding="utf-8")

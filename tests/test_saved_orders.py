@@ -191,3 +191,19 @@ def test_no_sidecar_without_a_computed_order(tmp_path):
     assert main(["rank", "--space", SMOL, "--shapes-only", "--budget", "0.8", "--top-k", "1", "--out", str(out)]) == 0
     assert "orders_file" not in json.loads(out.read_text())
     assert [p.name for p in tmp_path.iterdir()] == ["ranked.json"]
+
+
+def test_saved_orders_stream_and_match_the_in_memory_cut(ranked, tmp_path, monkeypatch, capsys):
+    """With rank's dict on disk nothing needs the loaded model: prune streams tensor by tensor,
+    and the checkpoint is the one the in-memory path writes."""
+    out, _ = ranked
+    forbid_recompute(monkeypatch)
+    streamed, in_memory = tmp_path / "streamed", tmp_path / "in-memory"
+    assert main(["prune", "smollm2-135m", "--subnet", f"{out}#1", "--out", str(streamed)]) == 0
+    assert "streamed from safetensors" in capsys.readouterr().out
+    assert main(["prune", "smollm2-135m", "--subnet", f"{out}#1", "--out", str(in_memory), "--in-memory"]) == 0
+    assert "streamed" not in capsys.readouterr().out
+    a, b = load_file(str(streamed / "model.safetensors")), load_file(str(in_memory / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for folder in (streamed, in_memory):
+        assert json.loads((folder / "config.json").read_text())["zerolm_prune"]["order"] == "selfgen"

@@ -32,8 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
                    help="which heads/channels to keep: prefix (LoNAS), capacity (data-free importance), selfgen "
                    "(units ranked by what they write on text the model generates itself; ~40x lower SmolLM2 "
-                   "subnet perplexity than prefix) or energy (weight norms); selfgen/energy load the model "
-                   "(no streaming); default: the order the ranked file was scored with, else prefix")
+                   "subnet perplexity than prefix) or energy (weight norms); computing selfgen/energy loads the model, "
+                   "while the units rank saved next to a ranked file (ranked.orders.json) stream like prefix; "
+                   "default: the order the ranked file was scored with, else prefix")
     p.add_argument("--adapter", metavar="PEFT_DIR", default=None,
                    help="a peft LoRA adapter (current or LoNAS release format); its ranks follow the subnet")
     p.add_argument("--merge", action="store_true",
@@ -101,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
         unit_orders = load_orders(saved, config_adapter, name=source.get("order"))
     folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
     if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
-            and order in ("prefix", "capacity") and unit_orders is None  # selfgen/energy need the loaded model
+            # selfgen/energy need the loaded model, unless rank saved the dict they stand for
+            and (order in ("prefix", "capacity") or unit_orders is not None)
             and folder.is_dir() and can_stream(folder)):
-        return _run_streaming(args, folder, subnet, entry, source, order)
+        return _run_streaming(args, folder, subnet, entry, source, order, unit_orders)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
     adapter = get_adapter(model)
     check_subnet(subnet, adapter)
@@ -185,13 +187,16 @@ def _folder_params(folder: Path) -> int:
 
 
 def _run_streaming(args: argparse.Namespace, folder: Path, subnet, entry: dict[str, Any], source: dict[str, Any],
-                   order: str) -> int:
+                   order: str, unit_orders: dict | None = None) -> int:
+    """Folder to folder without loading the model; ``unit_orders`` (rank's saved dict) cuts the units
+    the name ``order`` stands for, so a selfgen ranking streams too."""
     from ..materialize import materialize_folder
 
     before = _folder_params(folder)
     card = {"base_model": source.get("model") or args.model, "params_before": before, "score": entry.get("score"),
             "alpha": source.get("alpha"), "budget": _budget(source), "order": order}
-    out = materialize_folder(folder, subnet, args.out, order=order, overwrite=args.overwrite, card=card,
+    out = materialize_folder(folder, subnet, args.out, order=unit_orders if unit_orders is not None else order,
+                             overwrite=args.overwrite, card=card,
                              source=args.model, metadata={"order": order, "score": entry.get("score")},
                              merge_adapter=args.adapter)
     after = _folder_params(out)

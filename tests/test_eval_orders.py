@@ -242,3 +242,5 @@ def test_driver_saves_the_orders_and_a_resume_reuses_them(smollm2, adapter, tmp_
     notes = [line for line in lines if line.startswith("note:")]
     assert len(notes) == 1 and "ranked.orders.json is missing" in notes[0]
     assert calls == ["selfgen"]
+    # ... and writes the dict it now cuts with, so a later `prune` of ranked.json matches this run
+    assert load_orders(out / "ranked.orders.json", adapter, name="selfgen") == sidecar

@@ -393,6 +393,12 @@ def prune_to_budget(
         unit_orders = _saved_orders(ranked_path, document, order, adapter, log) if document else None
         if unit_orders is None:
             unit_orders = _compute_orders(full_model, order, adapter, log)
+            if document is not None and document.get("order") == order:
+                # the reused ranking gets the dict this run cuts with, so a later `prune` of
+                # ranked.json writes the same checkpoints as this run (not a third recomputation)
+                from .search import write_ranked
+
+                write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)
 
     table = None
     if document is not None:

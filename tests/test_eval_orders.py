@@ -9,15 +9,21 @@ the driver saves that sidecar and reuses it on resume. Real SmolLM2-135M weights
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from orders_support import (
+    WEIGHTS,
+    assert_cut_by,
+    copy_ranked,
+    count_recomputes,
+    cut_layers,
+    forbid_recompute,
+    rank_selfgen,
+)
 from safetensors.torch import load_file
 
 import zerolm_prune.materialize as materialize_mod
-import zerolm_prune.rankers.orders as orders_mod
 from zerolm_prune.assets import smollm2_135m_dir
 from zerolm_prune.cli import main
 from zerolm_prune.driver import prune_to_budget
@@ -26,10 +32,7 @@ from zerolm_prune.models import get_adapter
 from zerolm_prune.rankers.orders import load_orders
 from zerolm_prune.search import read_ranked
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOL = str(ROOT / "recipes" / "smollm2-135m.yaml")
 QUICK = ["--suite", "piqa", "--limit", "1", "--quiet"]
-REAL_COMPUTE = orders_mod.compute_orders
 
 
 @pytest.fixture(scope="module")
@@ -44,48 +47,12 @@ def base():
 
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory):
-    """``rank --order selfgen`` on the real weights, and the orders dict rank actually computed."""
-    out = tmp_path_factory.mktemp("ranked") / "ranked.json"
-    computed = []
-    real = orders_mod.compute_orders
-
-    def spy(*args, **kwargs):
-        computed.append(real(*args, **kwargs))
-        return computed[-1]
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(orders_mod, "compute_orders", spy)
-        assert main(["rank", "smollm2-135m", "--space", SMOL, "--budget", "0.8", "--top-k", "1",
-                     "--order", "selfgen", "--ranker", "zerolm", "--out", str(out)]) == 0
-    assert len(computed) == 1 and json.loads(out.read_text())["orders_file"] == "ranked.orders.json"
-    return out, computed[0]
+    return rank_selfgen(tmp_path_factory.mktemp("ranked"), top_k=1)
 
 
 @pytest.fixture
 def ranked_copy(ranked, tmp_path):
-    """The ranked file and its sidecar in a folder of this test's own (tests may tamper with it)."""
-    out, _ = ranked
-    folder = tmp_path / "ranked"
-    folder.mkdir()
-    for name in ("ranked.json", "ranked.orders.json"):
-        shutil.copyfile(out.parent / name, folder / name)
-    return folder / "ranked.json"
-
-
-def forbid_recompute(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the unit order was recomputed instead of using the saved one")
-
-    monkeypatch.setattr(orders_mod, "compute_orders", refuse)
-
-
-def count_recomputes(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    monkeypatch.setattr(orders_mod, "compute_orders", lambda *a, **k: calls.append(a[1]) or REAL_COMPUTE(*a, **k))
-    return calls
-
-
-WEIGHTS = ("mlp.gate_proj.weight", "mlp.down_proj.weight", "self_attn.k_proj.weight", "self_attn.q_proj.weight")
+    return copy_ranked(ranked[0], tmp_path)
 
 
 def capture_subnets(monkeypatch) -> list[dict[str, torch.Tensor]]:
@@ -100,31 +67,6 @@ def capture_subnets(monkeypatch) -> list[dict[str, torch.Tensor]]:
 
     monkeypatch.setattr(materialize_mod, "materialize", spy)
     return seen
-
-
-def assert_cut_by(weights: dict, base: dict, orders: dict, subnet: dict, adapter, layers) -> None:
-    """The subnet's rows/columns are exactly the first units of ``orders`` in each of ``layers``."""
-    for l in layers:
-        geo = adapter.geometry(l)
-        per, hd = geo.heads_per_kv_group, geo.head_dim
-        channels = sorted(orders[l]["ffn"][: subnet["ffn"][l]])
-        groups = sorted(orders[l]["heads"][: subnet["heads"][l] // per])
-        kv_rows = [g * hd + d for g in groups for d in range(hd)]
-        q_rows = [(g * per + j) * hd + d for g in groups for j in range(per) for d in range(hd)]
-        p = f"model.layers.{l}."
-        want = {"mlp.gate_proj.weight": base[p + "mlp.gate_proj.weight"][channels],
-                "mlp.down_proj.weight": base[p + "mlp.down_proj.weight"][:, channels],
-                "self_attn.k_proj.weight": base[p + "self_attn.k_proj.weight"][kv_rows],
-                "self_attn.q_proj.weight": base[p + "self_attn.q_proj.weight"][q_rows]}
-        for name, tensor in want.items():
-            got = weights[p + name]
-            assert torch.equal(got, tensor.to(got.dtype)), f"layer {l} {name}"
-
-
-def cut_layers(subnet: dict, adapter) -> list[int]:
-    """Layers where the subnet drops both KV groups and FFN channels (so the order decides what stays)."""
-    return [l for l in range(adapter.num_layers)
-            if subnet["heads"][l] < adapter.geometry(l).num_heads and subnet["ffn"][l] < adapter.geometry(l).ffn_dim]
 
 
 def test_eval_defaults_to_the_saved_selfgen_units(ranked, adapter, base, tmp_path, monkeypatch, capsys):

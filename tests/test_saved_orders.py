@@ -8,11 +8,17 @@ subnet that was scored. Real SmolLM2-135M weights throughout (the built-in asset
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 import torch
+from orders_support import (
+    SMOL,
+    assert_cut_by,
+    copy_ranked,
+    cut_layers,
+    forbid_recompute,
+    rank_selfgen,
+)
 from safetensors.torch import load_file
 
 import zerolm_prune.rankers.orders as orders_mod
@@ -23,9 +29,6 @@ from zerolm_prune.models import get_adapter
 from zerolm_prune.rankers.orders import load_orders, validate_orders
 from zerolm_prune.search import read_ranked
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOL = str(ROOT / "recipes" / "smollm2-135m.yaml")
-
 
 @pytest.fixture(scope="module")
 def adapter():
@@ -34,45 +37,12 @@ def adapter():
 
 @pytest.fixture(scope="module")
 def ranked(tmp_path_factory):
-    """``rank --order selfgen`` on the real weights, and the orders dict rank actually computed."""
-    out = tmp_path_factory.mktemp("ranked") / "ranked.json"
-    computed = []
-    real = orders_mod.compute_orders
-
-    def spy(*args, **kwargs):
-        computed.append(real(*args, **kwargs))
-        return computed[-1]
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(orders_mod, "compute_orders", spy)
-        assert main(["rank", "smollm2-135m", "--space", SMOL, "--budget", "0.8", "--top-k", "2",
-                     "--order", "selfgen", "--ranker", "zerolm", "--out", str(out)]) == 0
-    assert len(computed) == 1
-    return out, computed[0]
+    return rank_selfgen(tmp_path_factory.mktemp("ranked"), top_k=2)
 
 
 @pytest.fixture
 def ranked_copy(ranked, tmp_path):
-    """The ranked file and its sidecar in a folder of this test's own (tests may tamper with it)."""
-    out, _ = ranked
-    folder = tmp_path / "ranked"
-    folder.mkdir()
-    for name in ("ranked.json", "ranked.orders.json"):
-        shutil.copyfile(out.parent / name, folder / name)
-    return folder / "ranked.json"
-
-
-def forbid_recompute(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("prune recomputed the unit order instead of using the saved one")
-
-    monkeypatch.setattr(orders_mod, "compute_orders", refuse)
-
-
-def cut_layers(subnet: dict, adapter) -> list[int]:
-    """Layers where the subnet drops both KV groups and FFN channels (so the order decides what stays)."""
-    return [l for l in range(adapter.num_layers)
-            if subnet["heads"][l] < adapter.geometry(l).num_heads and subnet["ffn"][l] < adapter.geometry(l).ffn_dim]
+    return copy_ranked(ranked[0], tmp_path)
 
 
 def test_rank_writes_the_scored_orders_as_a_sidecar(ranked, adapter):
@@ -115,18 +85,7 @@ def test_prune_cuts_the_saved_units_not_a_recomputation(ranked_copy, adapter, tm
 
     base = load_file(str(smollm2_135m_dir() / "model.safetensors"))
     pruned = load_file(str(out / "model.safetensors"))
-    for l in (tampered, untouched):
-        geo = adapter.geometry(l)
-        per, hd = geo.heads_per_kv_group, geo.head_dim
-        channels = sorted(saved[l]["ffn"][: subnet["ffn"][l]])
-        groups = sorted(saved[l]["heads"][: subnet["heads"][l] // per])
-        kv_rows = [g * hd + d for g in groups for d in range(hd)]
-        q_rows = [(g * per + j) * hd + d for g in groups for j in range(per) for d in range(hd)]
-        p = f"model.layers.{l}."
-        assert torch.equal(pruned[p + "mlp.gate_proj.weight"], base[p + "mlp.gate_proj.weight"][channels].to(pruned[p + "mlp.gate_proj.weight"].dtype))
-        assert torch.equal(pruned[p + "mlp.down_proj.weight"], base[p + "mlp.down_proj.weight"][:, channels].to(pruned[p + "mlp.down_proj.weight"].dtype))
-        assert torch.equal(pruned[p + "self_attn.k_proj.weight"], base[p + "self_attn.k_proj.weight"][kv_rows].to(pruned[p + "self_attn.k_proj.weight"].dtype))
-        assert torch.equal(pruned[p + "self_attn.q_proj.weight"], base[p + "self_attn.q_proj.weight"][q_rows].to(pruned[p + "self_attn.q_proj.weight"].dtype))
+    assert_cut_by(pruned, base, saved, subnet, adapter, (tampered, untouched))
 
 
 def _wrong_length(data):

@@ -417,6 +417,9 @@ def prune_to_budget(
 
             choice = param_correlation_alpha_for_table(table)
             alpha, alpha_method = float(choice.alpha), f"auto: {choice.method}"
+        from .search import check_search
+
+        check_search(table, settings.budget, by=settings.by, top_k=settings.top_k)  # fails before scoring runs
         log(f"      ranker {ranker}" + ("" if ranker == "zerolm" else " (use --ranker zerolm for ZeroLM as published)"))
         scoring = make_scoring(ranker, table, full_model, adapter, float(alpha), progress=progress,
                                unit_orders=unit_orders)

@@ -41,6 +41,7 @@ __all__ = [
     "rank_subnets",
     "read_ranked",
     "write_ranked",
+    "check_search",
     "resolve_budget",
     "layer_costs",
     "BudgetInfo",
@@ -599,6 +600,37 @@ def _full_model_cost(table, by: str, include_lora: bool) -> int:
     return int(total)
 
 
+#: the most subnets one exact search lists (its beams hold k partial subnets per layer)
+MAX_TOP_K = 100_000
+
+
+def check_search(table, budget: float, *, by: str = "params", top_k: int = 1,
+                 include_lora: bool = False) -> BudgetInfo:
+    """The cheap checks of a search request (top-k, and a budget no subnet fits), as one-line
+    UserErrors. Why separate: callers run it before building a ranker that runs the model (the
+    selfgen scoring takes most of a rank), so a wrong --budget fails in seconds, not minutes."""
+    from .errors import UserError
+
+    if top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {top_k}")
+    space_size = table.space.size
+    if top_k > space_size:
+        raise UserError(f"--top-k {top_k} is larger than the search space ({space_size} subnets); "
+                        f"use --top-k {space_size} or less")
+    if top_k > MAX_TOP_K:  # the exact search keeps k partial subnets per layer in memory
+        raise UserError(f"--top-k {top_k} is more than the search lists (at most {MAX_TOP_K:,}); "
+                        "use a smaller --top-k, or sample the space instead")
+    info = resolve_budget(table, budget, by=by, include_lora=include_lora)
+    if info.absolute < info.minimal:
+        smallest = math.ceil(info.minimal / info.full * 1e4) / 1e4  # rounded up so that it still fits
+        raise UserError(
+            f"budget {info.absolute:,} {by} ({info.fraction:.3f} of the full model's {info.full:,}) is below the "
+            f"smallest subnet of the space ({info.minimal:,} {by}); use --budget {smallest:.4f} "
+            f"or --budget {info.minimal} or more"
+        )
+    return info
+
+
 def resolve_budget(table, budget: float, *, by: str = "params", include_lora: bool = False) -> BudgetInfo:
     """Turn ``budget`` (absolute if > 1, else a fraction of the full model) into a count."""
     from .errors import UserError
@@ -651,22 +683,7 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
     ``values``: per-layer option values of another additive ranker (``zerolm_prune.rankers``),
     aligned with ``table.options``; the table then only supplies the costs and ``alpha`` is unused.
     """
-    from .errors import UserError
-
-    if top_k < 1:
-        raise UserError(f"--top-k must be at least 1, got {top_k}")
-    space_size = table.space.size
-    if top_k > space_size:
-        raise UserError(f"--top-k {top_k} is larger than the search space ({space_size} subnets); "
-                        f"use --top-k {space_size} or less")
-    info = resolve_budget(table, budget, by=by, include_lora=include_lora)
-    if info.absolute < info.minimal:
-        smallest = math.ceil(info.minimal / info.full * 1e4) / 1e4  # rounded up so that it still fits
-        raise UserError(
-            f"budget {info.absolute:,} {by} ({info.fraction:.3f} of the full model's {info.full:,}) is below the "
-            f"smallest subnet of the space ({info.minimal:,} {by}); use --budget {smallest:.4f} "
-            f"or --budget {info.minimal} or more"
-        )
+    info = check_search(table, budget, by=by, top_k=top_k, include_lora=include_lora)
     costs, fixed = _layer_costs(table, by, include_lora)
     if values is None:
         values = table.layer_values(float(alpha))

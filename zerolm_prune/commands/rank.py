@@ -229,13 +229,14 @@ def format_table(entries: list[dict], full: int, by: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import resolve_budget, write_ranked
+    from ..search import check_search, resolve_budget, write_ranked
     from ..space import load_space
     from .space import human, size_text
 
     alpha = _parse_alpha(args.alpha)
     space = load_space(args.space, model=args.model)
     table, model_name, note, model = build_table(args, space)
+    check_search(table, args.budget, by=args.by, top_k=args.top_k, include_lora=args.include_lora)  # before scoring
     alpha_method = "given"
     if alpha is None:
         from ..proxy.alpha import param_correlation_alpha_for_table

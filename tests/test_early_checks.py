@@ -1,0 +1,43 @@
+"""A budget no subnet fits fails before the ranker runs the model (selfgen scoring is most of a rank)."""
+
+from __future__ import annotations
+
+import pytest
+
+import zerolm_prune.driver as driver_mod
+from zerolm_prune.cli import main
+from zerolm_prune.driver import prune_to_budget
+
+
+@pytest.fixture
+def no_scoring(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the ranker was built before the budget was checked")
+
+    monkeypatch.setattr(driver_mod, "make_scoring", refuse)
+
+
+def test_rank_rejects_an_impossible_budget_before_scoring(no_scoring, capsys):
+    assert main(["rank", "smollm2-135m", "--space", "smollm2-135m", "--order", "prefix", "--budget", "0.1"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]  # the rest is progress bars
+    assert len(errors) == 1 and "below the smallest subnet" in errors[0] and "--budget 0.6383" in errors[0]
+    assert "Traceback" not in err
+
+
+def test_rank_rejects_an_absurd_top_k_in_one_line_before_scoring(no_scoring, capsys):
+    # SmolLM2's space has 10^30 subnets, so 10^22 passes the space-size check; it used to crash numpy
+    assert main(["rank", "smollm2-135m", "--space", "smollm2-135m", "--order", "prefix", "--budget", "0.8",
+                 "--top-k", "10000000000000000000000"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "at most 100,000" in errors[0] and "Traceback" not in err
+
+
+def test_run_rejects_an_impossible_budget_before_scoring(no_scoring, smollm2, tmp_path):
+    from zerolm_prune.errors import UserError
+
+    with pytest.raises(UserError, match="below the smallest subnet"):
+        prune_to_budget("smollm2-135m", "smollm2-135m", 0.1, out=tmp_path / "run", order="prefix", loaded=smollm2,
+                        evaluate=False, save=False, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "run" / "ranked.json").exists()

@@ -41,3 +41,10 @@ def test_run_rejects_an_impossible_budget_before_scoring(no_scoring, smollm2, tm
         prune_to_budget("smollm2-135m", "smollm2-135m", 0.1, out=tmp_path / "run", order="prefix", loaded=smollm2,
                         evaluate=False, save=False, progress=False, log=lambda *a: None)
     assert not (tmp_path / "run" / "ranked.json").exists()
+
+
+def test_rank_rejects_an_unknown_ranker_in_one_line(capsys):
+    assert main(["rank", "smollm2-135m", "--space", "smollm2-135m", "--budget", "0.8", "--ranker", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown ranker 'nope'; choose one of: " in err and "Traceback" not in err
+    assert "Loading weights" not in err  # checked before the model loads

@@ -160,9 +160,9 @@ def make_scoring(name: str | None, table, model, adapter, alpha: float, *, progr
 def _fields(name: str) -> set[str]:
     import dataclasses
 
-    from .rankers import RANKERS
+    from .rankers import ranker_class
 
-    cls = RANKERS[name]
+    cls = ranker_class(name)
     return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
 
 

@@ -234,6 +234,10 @@ def run(args: argparse.Namespace) -> int:
     from .space import human, size_text
 
     alpha = _parse_alpha(args.alpha)
+    if args.ranker:
+        from ..rankers import ranker_class
+
+        ranker_class(args.ranker)  # a typo fails before the model loads
     space = load_space(args.space, model=args.model)
     table, model_name, note, model = build_table(args, space)
     check_search(table, args.budget, by=args.by, top_k=args.top_k, include_lora=args.include_lora)  # before scoring

@@ -34,16 +34,23 @@ def available_rankers() -> list[str]:
     return list(RANKERS)
 
 
+def ranker_class(name: str | None = None) -> type[Ranker]:
+    """The registered class of ``name`` (``None`` -> ``DEFAULT_RANKER``); a one-line UserError for a
+    name that is not registered, so commands can check ``--ranker`` before loading anything."""
+    cls = RANKERS.get(name or DEFAULT_RANKER)
+    if cls is None:
+        raise UserError(f"unknown ranker {name!r}; choose one of: {', '.join(RANKERS)}")
+    return cls
+
+
 def get_ranker(name: str | None = None, **options: Any) -> Ranker:
     """A ranker by registry name (``None`` -> ``DEFAULT_RANKER``); ``options`` set its fields."""
     name = name or DEFAULT_RANKER
-    cls = RANKERS.get(name)
-    if cls is None:
-        raise UserError(f"unknown ranker {name!r}; choose one of: {', '.join(RANKERS)}")
+    cls = ranker_class(name)
     try:
         return cls(**options)
     except TypeError as err:
         raise UserError(f"ranker {name!r}: {err}") from None
 
 
-__all__ = ["DEFAULT_RANKER", "RANKERS", "Ranker", "available_rankers", "get_ranker", "indices_in", "space_of"]
+__all__ = ["DEFAULT_RANKER", "RANKERS", "Ranker", "available_rankers", "get_ranker", "indices_in", "ranker_class", "space_of"]

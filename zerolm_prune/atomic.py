@@ -25,15 +25,39 @@ def default_mode(base: int = 0o666) -> int:
     return base & ~mask
 
 
+def _unwritable(path: Path, err: OSError):
+    from .errors import UserError
+
+    return UserError(f"cannot write {path} ({err.strerror or err}); pick a folder you can write to")
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail now, in one line, if ``path`` could not be written later (its folder cannot be made or
+    written to), so that a long computation does not end on a write error."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise _unwritable(path, err) from None
+
+
 def _write_via(path: str | Path, writer: Callable[[str], None], suffix: str = "") -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    except OSError as err:
+        raise _unwritable(path, err) from None
     os.close(fd)
     os.chmod(tmp, default_mode(0o666))
     try:
         writer(tmp)
         os.replace(tmp, path)
+    except OSError as err:  # e.g. a full disk: the target is untouched, the temp file goes below
+        raise _unwritable(path, err) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -71,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("zerolm-prune: interrupted; rerun the same command to resume where it stopped", file=sys.stderr)
         return 130
+    except OSError as err:
+        if not err.filename:  # not about a path the user gave: a bug or the machine, keep the traceback
+            raise
+        # a path that cannot be read or written (missing folder, permissions, a read-only disk)
+        print(f"zerolm-prune: error: {err.filename}: {err.strerror or err}; check the path and its permissions",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

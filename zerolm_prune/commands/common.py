@@ -11,6 +11,18 @@ def register(subparsers) -> None:  # noqa: D401 - discovery hook
     """No subcommand: this module holds shared helpers."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts such as --limit: a wrong value is argparse's one-line usage error
+    before anything loads (lm-eval would otherwise fail minutes later on an empty task)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of documents, got {value}")
+    return value
+
+
 def add_ranking_options(parser: argparse.ArgumentParser) -> None:
     """--alpha, --ranker and --order, worded once for rank and run (which must agree)."""
     parser.add_argument("--alpha", default=None,

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from .common import add_model_options
+from .common import add_model_options, positive_int
 
 ORDER = 50
 
@@ -42,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--suite", default=None,
                    help="commonsense (default: boolq piqa hellaswag winogrande arc_easy arc_challenge), lonas8 "
                    "(+ openbookqa social_iqa), a comma list of tasks, or a suite YAML; encoders: glue_probe")
-    p.add_argument("--limit", type=int, default=None, help="documents per task (quick runs; default: all)")
+    p.add_argument("--limit", type=positive_int, default=None, help="documents per task (quick runs; default: all)")
     p.add_argument("--out", default=None, help="run folder (default: runs/eval/<model>-<suite>[-limitN])")
     p.add_argument("--source", choices=("local", "hub"), default="local",
                    help="local: offline real data (default); hub: lm-eval's own task data")
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples (default: 0; needs --source hub)")
     p.add_argument("--perplexity", action="store_true",
                    help="also report word/token perplexity (wikitext on the hub, Wikipedia passages offline)")
-    p.add_argument("--perplexity-limit", type=int, default=None, help="documents for perplexity (default: --limit)")
+    p.add_argument("--perplexity-limit", type=positive_int, default=None, help="documents for perplexity (default: --limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_model_options(p)
     p.set_defaults(func=run)
@@ -80,12 +80,15 @@ def _silence_tqdm() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..evaluate import RESULTS_FILE, SCATTER_FILE, TABLE_FILE, parse_batch_size, run_candidates
-
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be a positive number of documents")
     import os
+
+    from ..evaluate import (
+        RESULTS_FILE,
+        SCATTER_FILE,
+        TABLE_FILE,
+        parse_batch_size,
+        run_candidates,
+    )
 
     if args.quiet:
         _silence_tqdm()

@@ -238,6 +238,11 @@ def run(args: argparse.Namespace) -> int:
         from ..rankers import ranker_class
 
         ranker_class(args.ranker)  # a typo fails before the model loads
+    from ..atomic import check_writable
+
+    for path in (args.out, args.plot):  # an unwritable output fails now, not after the scoring
+        if path:
+            check_writable(path)
     space = load_space(args.space, model=args.model)
     table, model_name, note, model = build_table(args, space)
     check_search(table, args.budget, by=args.by, top_k=args.top_k, include_lora=args.include_lora)  # before scoring

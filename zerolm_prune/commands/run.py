@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_model_options, add_ranking_options
+from .common import add_model_options, add_ranking_options, positive_int
 
 ORDER = 80
 
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
     add_ranking_options(p)
     p.add_argument("--suite", default="commonsense", help="commonsense (6 tasks) or lonas8 (8 tasks); encoders "
                    "always run the GLUE probe")
-    p.add_argument("--limit", type=int, default=None, help="documents per task (quick runs); default: all")
+    p.add_argument("--limit", type=positive_int, default=None, help="documents per task (quick runs); default: all")
     p.add_argument("--source", choices=("local", "hub"), default="local", help="task data: offline copies (local) "
                    "or lm-eval's own hub datasets")
     p.add_argument("--data-dir", default=None, help="a folder of your own JSONL/arrow task files (local source)")
@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-save", action="store_true", help="do not write checkpoints (evaluate in memory only)")
     p.add_argument("--no-eval", action="store_true", help="stop after saving the checkpoints")
     p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity column")
-    p.add_argument("--perplexity-limit", type=int, default=None, help="passages for perplexity (default: all)")
+    p.add_argument("--perplexity-limit", type=positive_int, default=None, help="passages for perplexity (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     p.add_argument("--batch-size", default="1", help="lm-eval batch size, or auto")
     p.add_argument("--out", required=True, help="run folder (reused on rerun)")

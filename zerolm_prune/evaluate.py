@@ -457,17 +457,13 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
 
         run.data["metrics"] = {t: TASKS[t].metric for t in tasks}
     plan = [{"name": "full", "entry": None}] + [{"name": e["name"], "entry": e} for e in entries]
-    if entries and unit_orders is not None:  # the exact units that were scored, not a recomputation
-        from .models import get_adapter
-        from .rankers.orders import validate_orders
-
-        order = validate_orders(unit_orders, get_adapter(full_model))
-    elif entries and not (isinstance(order, str) and order in ("prefix", "capacity")):
-        # selfgen/energy/dicts: resolve once (selfgen samples text and runs the model), not per subnet
+    if entries:
+        # the exact units that were scored when given (not a recomputation), else selfgen/energy/dicts
+        # resolved once (selfgen samples text and runs the model), not per subnet
         from .materialize import resolve_order
         from .models import get_adapter
 
-        order = resolve_order(full_model, order, get_adapter(full_model))
+        order = resolve_order(full_model, unit_orders if unit_orders is not None else order, get_adapter(full_model))
     reference = None
     for cand in plan:
         previous = run.candidate(cand["name"])

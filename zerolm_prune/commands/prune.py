@@ -111,14 +111,11 @@ def run(args: argparse.Namespace) -> int:
     check_subnet(subnet, adapter)
     params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
     label = order
-    if unit_orders is not None:  # saved by rank: the units it scored, to the index
-        from ..rankers.orders import validate_orders
+    # rank's saved dict (the units it scored, to the index), else the order computed from the base
+    # weights as rank scored them (before any adapter); prefix/capacity stay names
+    from ..materialize import resolve_order
 
-        order = validate_orders(unit_orders, adapter)
-    elif order not in ("prefix", "capacity"):  # from the base weights, as rank scored them (before any adapter)
-        from ..materialize import resolve_order
-
-        order = resolve_order(model, order, adapter)
+    order = resolve_order(model, unit_orders if unit_orders is not None else order, adapter)
     if args.adapter:
         model = lora.load_adapter(model, args.adapter)
     model = materialize(model, subnet, order=order, adapter=adapter, inplace=True)

@@ -31,27 +31,26 @@ def _unwritable(path: Path, err: OSError):
     return UserError(f"cannot write {path} ({err.strerror or err}); pick a folder you can write to")
 
 
+def _temp_beside(path: Path, suffix: str) -> str:
+    """An empty hidden temp file in ``path``'s folder (made if missing); UserError if it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as err:
+        raise _unwritable(path, err) from None
+    os.close(fd)
+    return tmp
+
+
 def check_writable(path: str | Path) -> None:
     """Fail now, in one line, if ``path`` could not be written later (its folder cannot be made or
     written to), so that a long computation does not end on a write error."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as err:
-        raise _unwritable(path, err) from None
+    os.unlink(_temp_beside(Path(path), ".probe"))
 
 
 def _write_via(path: str | Path, writer: Callable[[str], None], suffix: str = "") -> Path:
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    except OSError as err:
-        raise _unwritable(path, err) from None
-    os.close(fd)
+    tmp = _temp_beside(path, suffix or ".tmp")
     os.chmod(tmp, default_mode(0o666))
     try:
         writer(tmp)

@@ -24,6 +24,10 @@ PROXY_KINDS = {
     "synflow-sampled": "baseline", "snip": "baseline",
 }
 
+#: the fitted-exponent proxies and the feature key each is computed from (``features``: attn_KEY,
+#: ffn_KEY): the expectation over inits, and one drawn init per row
+GAMMA_PROXIES = {"zerolm-gamma": "gamma", "zerolm-gamma-draw": "gamma_draw"}
+
 #: our recommended data-free variant (see benchmarks/PROXY.md for how it was chosen)
 RECOMMENDED = "spectral-erank"
 
@@ -42,8 +46,9 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
     # generalized capacity ||W||^2 / min(m, n)^gamma per module, for every gamma of the grid: the
     # expectation over inits (std^2 m n / min^gamma, what averaging many inits converges to) and one draw
     gammas = GAMMA_GRID
-    for k in ("attn_gamma", "ffn_gamma", "attn_gamma_draw", "ffn_gamma_draw"):
-        out[k] = np.zeros((len(archs), len(gammas)))
+    for key in GAMMA_PROXIES.values():
+        out[f"attn_{key}"] = np.zeros((len(archs), len(gammas)))
+        out[f"ffn_{key}"] = np.zeros((len(archs), len(gammas)))
     iterator: Any = enumerate(archs)
     if progress:
         from tqdm.auto import tqdm
@@ -55,12 +60,13 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
         layer_of = np.array([l for l, _ in arch.matrices()])
         module = np.array([m.module for m in mats])
         sq = draw_sq_mass(mats, rng)
-        cap = sq / np.array([min(m.rows, m.cols) for m in mats], dtype=np.float64)
+        short = np.array([min(m.rows, m.cols) for m in mats], dtype=np.float64)
+        cap = sq / short
         out["attn"][i] = cap[module == "attn"].sum()
-        short = np.array([min(m.rows, m.cols) for m in mats], dtype=np.float64)[:, None] ** gammas[None, :]
-        expected = np.array([m.std * m.std * m.size for m in mats])[:, None] / short
-        drawn = sq[:, None] / short
-        for name, value in (("gamma", expected), ("gamma_draw", drawn)):
+        powers = short[:, None] ** gammas[None, :]
+        expected = np.array([m.std * m.std * m.size for m in mats])[:, None] / powers
+        drawn = sq[:, None] / powers
+        for name, value in (("gamma", expected), ("gamma_draw", drawn)):  # the keys of GAMMA_PROXIES
             out[f"attn_{name}"][i] = value[module == "attn"].sum(axis=0)
             out[f"ffn_{name}"][i] = value[module == "ffn"].sum(axis=0)
         out["ffn"][i] = cap[module == "ffn"].sum()
@@ -119,9 +125,9 @@ def proxy_scores(feat: dict[str, np.ndarray], alpha: float, alpha_paramcorr: flo
         "synflow": feat["synflow"],
     }
     for name, choice in (exponents or {}).items():
-        suffix = name[len("zerolm-gamma"):].replace("-", "_")
+        key = GAMMA_PROXIES[name]
         j = int(np.flatnonzero(np.isclose(GAMMA_GRID, choice.gamma))[0])
-        scores[name] = gamma_mix(feat[f"attn_gamma{suffix}"][:, j], feat[f"ffn_gamma{suffix}"][:, j], choice.angle)
+        scores[name] = gamma_mix(feat[f"attn_{key}"][:, j], feat[f"ffn_{key}"][:, j], choice.angle)
     if grad:
         scores["synflow-sampled"] = feat["synflow_sampled"]
         scores["snip"] = feat["snip"]
@@ -150,7 +156,7 @@ def evaluate(archs: list[Arch], *, alpha: str | float = "auto", fit_fraction: fl
         alpha_value = choice.alpha
         info["alpha"] = choice.to_dict()
         exponents = {name: exponent_by_sampling(feat[f"attn_{key}"][fit], feat[f"ffn_{key}"][fit], labels[fit])
-                     for name, key in (("zerolm-gamma", "gamma"), ("zerolm-gamma-draw", "gamma_draw"))}
+                     for name, key in GAMMA_PROXIES.items()}
         info["gamma"] = {name: c.to_dict() for name, c in exponents.items()}
     else:
         try:

@@ -29,6 +29,32 @@ def test_package_paths_reach_the_repository_folders():
         sorted(p.name for p in (ROOT / "eval" / "suites").glob("*.yaml"))
 
 
+def test_a_checkout_without_symlinks_still_finds_recipes_and_suites(tmp_path):
+    """git with core.symlinks=false (Windows' default) writes each link as a text file holding its
+    target; an editable install of such a checkout must fall back to the top-level folders."""
+    import shutil
+
+    package = tmp_path / "zerolm_prune"
+    shutil.copytree(ROOT / "zerolm_prune", package, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("recipes", "eval"):
+        link = package / name
+        assert link.is_symlink()
+        target = str(link.readlink())
+        link.unlink()
+        link.write_text(target)  # what git checks out with symlinks off
+        shutil.copytree(ROOT / name, tmp_path / name)
+    probe = ("from zerolm_prune.space import RECIPES_DIR, recipe_path; from zerolm_prune.evaluate import eval_dir; "
+             "print(RECIPES_DIR); print(recipe_path('smollm2-135m')); print(eval_dir() / 'suites' / 'commonsense.yaml')")
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("ZEROLM_PRUNE_EVAL_DIR", None)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    recipes, recipe, suite = (Path(line) for line in done.stdout.split())
+    assert recipes == tmp_path / "recipes"
+    assert recipe.is_file() and recipe.parent == tmp_path / "recipes"
+    assert suite.is_file() and suite.parents[1] == tmp_path / "eval"
+
+
 @pytest.mark.slow
 def test_wheel_carries_recipes_suites_and_modeling_code(tmp_path):
     try:

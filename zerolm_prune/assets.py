@@ -35,6 +35,21 @@ _PIP_NAMES = {
 BUILTIN_MODELS = ("smollm2-135m", "minilm-l6")
 
 
+def shipped_dir(name: str, *, package: Path | None = None) -> Path:
+    """A data folder shipped inside this package (``recipes``, ``eval``).
+
+    In a git checkout ``zerolm_prune/<name>`` is a symlink to the repository's top-level
+    ``<name>/``; a wheel carries real folders. A checkout made with symlinks off (Windows,
+    ``core.symlinks=false``) has a small text file holding the link target instead, so an
+    editable install there falls back to the top-level folder beside the package.
+    """
+    package = package or Path(__file__).resolve().parent
+    inside = package / name
+    if inside.is_dir() or not (package.parent / name).is_dir():
+        return inside
+    return package.parent / name
+
+
 def package_dir(module: str) -> Path:
     """Folder of an installed asset package, found without importing it."""
     spec = importlib.util.find_spec(module)

@@ -37,8 +37,10 @@ def eval_dir() -> Path:
 
     ``zerolm_prune/eval`` links to the repository's ``eval/`` in a checkout; a wheel carries the files.
     """
+    from .assets import shipped_dir
+
     env = os.environ.get("ZEROLM_PRUNE_EVAL_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent / "eval"
+    return Path(env) if env else shipped_dir("eval")
 
 
 def resolve_suite(suite: str | Sequence[str]) -> list[str]:

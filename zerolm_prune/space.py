@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .assets import shipped_dir
+
 
 @dataclass(frozen=True)
 class LayerChoice:
@@ -262,7 +264,7 @@ def config_from_dict(data: dict[str, Any]) -> Any:
 # ==== making spaces: recipes, ratios, LoNAS NNCF files ===========================================
 #: recipes shipped with the package (``recipes/NAME.yaml``); a bare NAME resolves here. In a checkout
 #: ``zerolm_prune/recipes`` is a symlink to the repository's ``recipes/``; a wheel carries the files.
-RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = shipped_dir("recipes")  # the package's copy of the repository's recipes/
 #: LoNAS-like defaults for ``zerolm-prune space MODEL`` without ratios or a recipe
 DEFAULT_FFN_RATIOS = (1.0, 0.875, 0.75, 0.625, 0.5)
 DEFAULT_HEAD_RATIOS = (1.0, 0.67)

@@ -26,7 +26,7 @@ from zerolm_prune.assets import smollm2_135m_dir
 from zerolm_prune.cli import main
 from zerolm_prune.loading import load_config
 from zerolm_prune.models import get_adapter
-from zerolm_prune.rankers.orders import load_orders, validate_orders
+from zerolm_prune.rankers.orders import load_orders, ranked_orders_file, validate_orders
 from zerolm_prune.search import read_ranked
 
 
@@ -166,3 +166,52 @@ def test_saved_orders_stream_and_match_the_in_memory_cut(ranked, tmp_path, monke
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for folder in (streamed, in_memory):
         assert json.loads((folder / "config.json").read_text())["zerolm_prune"]["order"] == "selfgen"
+
+
+def _as_custom(ranked_copy):
+    """A ranked file scored on an orders dict given from Python: its order name is "custom" and,
+    here, nobody saved the dict."""
+    doc = json.loads(ranked_copy.read_text())
+    doc["order"] = "custom"
+    doc.pop("orders_file")
+    ranked_copy.write_text(json.dumps(doc))
+    (ranked_copy.parent / "ranked.orders.json").unlink()
+
+
+@pytest.mark.parametrize("command", ["prune", "eval"])
+def test_an_order_nobody_can_recompute_is_one_line_before_loading(ranked_copy, tmp_path, monkeypatch, capsys, command):
+    _as_custom(ranked_copy)
+    import zerolm_prune.loading as loading
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("weights were loaded before the order was checked")
+
+    monkeypatch.setattr(loading, "load_model", no_load)
+    out = tmp_path / "out"
+    flag = "--subnet" if command == "prune" else "--subnets"
+    assert main([command, "smollm2-135m", flag, str(ranked_copy), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "unit order 'custom', which cannot be computed again" in errors[0], err
+    assert "--order (prefix, capacity, energy, selfgen)" in errors[0] and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_the_same_model_by_another_spelling_is_not_called_another_model(ranked, tmp_path, capsys):
+    """rank's sidecar names the model as typed (a built-in name); prune/eval on the same folder by
+    its path, or through a symlink, is the same model, so no "other model" note; a copy elsewhere is
+    another folder and gets the note (its weights may differ)."""
+    out, _ = ranked
+    source = read_ranked(str(out))[0]["source"]
+    assert source["model"] == "smollm2-135m"
+    folder = smollm2_135m_dir()
+    link = tmp_path / "link"
+    link.symlink_to(folder, target_is_directory=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in folder.iterdir():
+        (other / f.name).symlink_to(f)
+    for model, noted in [("smollm2-135m", False), (str(folder), False), (str(link), False), (str(other), True)]:
+        assert ranked_orders_file(str(out), source, model=model) == out.parent / "ranked.orders.json"
+        notes = [line for line in capsys.readouterr().err.splitlines() if "unit orders saved by rank" in line]
+        assert len(notes) == int(noted), (model, notes)

@@ -19,6 +19,8 @@ import numpy as np
 
 from .atomic import write_text
 from .errors import UserError
+from .proxy.capacity import ORDERS as UNIT_ORDERS  # unit orders a width can keep (rankers.orders)
+from .proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS
 
 RUN_FILE = "run.json"
 RANKED_FILE = "ranked.json"
@@ -149,7 +151,7 @@ def make_scoring(name: str | None, table, model, adapter, alpha: float, *, progr
     options = {"progress": progress} if "progress" in _fields(name) else {}
     if "unit_order" in _fields(name):
         options["unit_order"] = unit_orders if unit_orders is not None else (
-            table.order if table.order in ("prefix", "capacity") else "prefix")
+            table.order if table.order in WEIGHT_ONLY_ORDERS else "prefix")
     ranker = get_ranker(name, **options)
     if not getattr(ranker, "additive", True):
         raise UserError(f"ranker {name!r} only scores given subnets (zerolm-prune score); pick an additive one "
@@ -177,8 +179,6 @@ def _entry(table, scoring: Scoring, idx: np.ndarray, *, name: str, kind: str, ra
     }
 
 
-#: unit orders a width can keep (see ``zerolm_prune.rankers.orders``)
-UNIT_ORDERS = ("prefix", "capacity", "selfgen", "energy")
 
 
 def default_order(model, adapter) -> str:
@@ -389,7 +389,7 @@ def prune_to_budget(
     ranked_path = out / RANKED_FILE
     document = json.loads(ranked_path.read_text()) if ranked_path.is_file() else None
     unit_orders = None
-    if order not in ("prefix", "capacity"):  # the exact dict the candidates were (or will be) scored with
+    if order not in WEIGHT_ONLY_ORDERS:  # the exact dict the candidates were (or will be) scored with
         unit_orders = _saved_orders(ranked_path, document, order, adapter, log) if document else None
         if unit_orders is None:
             unit_orders = _compute_orders(full_model, order, adapter, log)

@@ -406,7 +406,6 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
     entries = read_subnets(subnets)
     saved_orders = None  # the sidecar of a ranked file, read once the model is loaded
     if unit_orders is None and entries and isinstance(subnets, (str, Path)):
-        from .materialize import ORDERS
         from .rankers.orders import ranked_orders_file
 
         scored = entries[0].get("source") or {}  # the ranked file's header (``source`` is the data's)
@@ -414,9 +413,6 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
         if order is None or requested:
             saved_orders = ranked_orders_file(subnets, scored, order=requested, model=model, doing="evaluating")
             order = requested or scored.get("order") or "prefix"
-            if order not in ORDERS and saved_orders is None:  # "custom": a dict nobody saved
-                raise UserError(f"{subnets} was scored with unit order {order!r}, which eval cannot recompute; "
-                                f"pass --order ({', '.join(ORDERS)}) or call run_candidates with the same orders dict")
     if order is None:
         order = "prefix"
     if suite is not None and suite != "glue_probe":

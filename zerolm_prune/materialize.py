@@ -29,11 +29,12 @@ import torch
 from torch import nn
 
 from .errors import UserError
+from .proxy.capacity import ORDERS
+from .proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS
 from .models import get_adapter
 from .models.base import ArchAdapter, LayerGeometry, Projection
 from .space import LayerChoice, Subnet
 
-ORDERS = ("prefix", "capacity", "energy", "selfgen")
 #: what ``order=`` accepts: one of ORDERS or ``{layer: {"heads": [KV groups best first],
 #: "ffn": [channels best first]}}`` (``rankers.orders.compute_orders``; layer keys int or str)
 Order = Any
@@ -114,7 +115,7 @@ def check_subnet(subnet: Subnet, adapter: ArchAdapter) -> None:
 def resolve_order(model: Any, order: Order, adapter: ArchAdapter) -> Order:
     """``order`` as ``plan_layer`` uses it: prefix/capacity stay names (computed per layer, also
     from streamed weights), other names are computed once for the whole model, dicts validated."""
-    if isinstance(order, str) and order in ("prefix", "capacity"):
+    if isinstance(order, str) and order in WEIGHT_ONLY_ORDERS:
         return order
     if isinstance(order, str) and order not in ORDERS:
         raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)} or an orders dict")
@@ -133,7 +134,7 @@ def plan_layer(adapter: ArchAdapter, model: nn.Module, index: int, choice: Layer
     geo = adapter.geometry(index)
     n_groups = geo.num_kv_heads if geo.num_kv_heads != geo.num_heads else geo.num_heads
     keep_groups = choice.heads // geo.heads_per_kv_group
-    if not isinstance(order, dict) and order not in ("prefix", "capacity"):
+    if not isinstance(order, dict) and order not in WEIGHT_ONLY_ORDERS:
         order = resolve_order(model, order, adapter)  # other names: computed for the whole model
     if isinstance(order, dict):  # only this layer's entry is checked here
         from .rankers.orders import validate_orders
@@ -426,7 +427,7 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order =
     from .checkpoint import (SafetensorsReader, check_target, pruned_metadata, rewrite_config, staged_dir,
                              write_card, write_safetensors)
 
-    if isinstance(order, str) and order not in ("prefix", "capacity"):
+    if isinstance(order, str) and order not in WEIGHT_ONLY_ORDERS:
         if order in ORDERS:
             raise UserError(f"order {order!r} needs the loaded model ({'a forward pass on self-generated text' if order == 'selfgen' else 'whole-layer weights'}); "
                             "prune with --in-memory (or materialize(model, subnet, order=...)), or pass its orders dict")

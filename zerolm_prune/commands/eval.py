@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from ..proxy.capacity import ORDERS
 from .common import add_model_options, positive_int
 
 ORDER = 50
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", metavar="MODEL_OR_DIR", help="built-in asset (smollm2-135m, minilm-l6), folder or hub id")
     p.add_argument("--subnets", default=None, help="ranked.json from `zerolm-prune rank` (path#k for one entry)")
-    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
+    p.add_argument("--order", choices=ORDERS, default=None,
                    help="which heads/channels a subnet keeps: prefix (as LoNAS trained them), capacity, selfgen "
                    "(units ranked by what they write on text the model generates itself, much lower perplexity "
                    "on SmolLM2) or energy; default: the order the ranked file was scored with, cutting the exact "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..proxy.capacity import ORDERS
 from .common import add_model_options
 
 ORDER = 40
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--subnet", required=True, metavar="FILE[#k]",
                    help="ranked.json from `zerolm-prune rank` (#k picks entry k, 0-based; default #0) or a Subnet JSON file")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
-    p.add_argument("--order", choices=("prefix", "capacity", "selfgen", "energy"), default=None,
+    p.add_argument("--order", choices=ORDERS, default=None,
                    help="which heads/channels to keep: prefix (LoNAS), capacity (data-free importance), selfgen "
                    "(units ranked by what they write on text the model generates itself; ~40x lower SmolLM2 "
                    "subnet perplexity than prefix) or energy (weight norms); computing selfgen/energy loads the model, "
@@ -81,13 +82,9 @@ def run(args: argparse.Namespace) -> int:
     subnet, entry = read_subnet(args.subnet)
     source = entry.get("source") or {}
     order = args.order or source.get("order") or "prefix"
-    from ..materialize import ORDERS
-    from ..rankers.orders import ranked_orders_file
+    from ..rankers.orders import WEIGHT_ONLY_ORDERS, ranked_orders_file
 
     saved = ranked_orders_file(args.subnet, source, order=args.order, model=args.model)
-    if order not in ORDERS and saved is None:  # e.g. "custom" from a table built on an explicit orders dict
-        raise UserError(f"{args.subnet} was scored with unit order {order!r}, which prune cannot recompute; "
-                        f"pass --order ({', '.join(ORDERS)}) or materialize it from Python with the same orders dict")
     if subnet.rank_groups() and not args.adapter:
         print("note: the subnet picks LoRA ranks but no --adapter was given; ranks are ignored", file=sys.stderr)
         from ..space import LayerChoice, Subnet
@@ -103,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
     if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
             # selfgen/energy need the loaded model, unless rank saved the dict they stand for
-            and (order in ("prefix", "capacity") or unit_orders is not None)
+            and (order in WEIGHT_ONLY_ORDERS or unit_orders is not None)
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order, unit_orders)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)

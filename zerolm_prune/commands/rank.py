@@ -164,8 +164,9 @@ def build_table(args: argparse.Namespace, space):
 
         args.order = args.order or default_order(model, adapter)
         args.unit_orders = None
-        if args.order not in ("prefix", "capacity"):
-            from ..rankers.orders import compute_orders
+        from ..rankers.orders import WEIGHT_ONLY_ORDERS, compute_orders
+
+        if args.order not in WEIGHT_ONLY_ORDERS:
 
             args.unit_orders = compute_orders(model, args.order, adapter=adapter)
         table = CapacityTable.from_model(model, space, order=args.unit_orders or args.order, adapter=adapter,

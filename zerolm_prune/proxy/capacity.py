@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .importance import UnitLayout, argsort_desc, unit_contribution, unit_layout, unit_sq_sums
+from .importance import POLICIES, UnitLayout, argsort_desc, unit_contribution, unit_layout, unit_sq_sums
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.base import ArchAdapter, LayerGeometry, Projection
     from ..space import LayerChoice, SearchSpace, Subnet
 
-ORDERS = ("prefix", "capacity", "energy", "selfgen")  # plus explicit orders dicts (rankers.orders)
+#: every unit order name, the one list all modules check against; energy/selfgen need the whole
+#: model (rankers.orders.compute_orders). Explicit orders dicts are accepted beside them.
+ORDERS = POLICIES + ("energy", "selfgen")
 
 
 def capacity(weight: Any) -> float:
@@ -122,12 +124,12 @@ class CapacityTable:
         layers = adapter.layers(model)
         _check_layer_count(space, adapter)
         unit_orders = None
-        if not (isinstance(order, str) and order in ("prefix", "capacity")):
+        if not (isinstance(order, str) and order in POLICIES):
             # the same resolver materialize uses, so the table scores exactly the kept units
-            from ..rankers.orders import ORDER_NAMES, order_label, resolve_orders
+            from ..rankers.orders import order_label, resolve_orders
 
-            if isinstance(order, str) and order not in ORDER_NAMES:
-                raise UserError(f"unknown channel order {order!r}; choose one of: {', '.join(ORDER_NAMES)} "
+            if isinstance(order, str) and order not in ORDERS:
+                raise UserError(f"unknown channel order {order!r}; choose one of: {', '.join(ORDERS)} "
                                 "or an orders dict")
             unit_orders = resolve_orders(model, order, adapter=adapter)
             order = order_label(order)

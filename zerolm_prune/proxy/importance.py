@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..models.base import ArchAdapter, LayerGeometry
 
+#: unit orders computed from the weights alone, layer by layer (no forward pass): the ones
+#: streaming folders and the capacity table can apply without loading the whole model
 POLICIES = ("prefix", "capacity")
 
 

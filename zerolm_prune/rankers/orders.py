@@ -21,15 +21,12 @@ from JSON with string layer keys) and turns it into one validated ``{int: {"head
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from typing import Mapping
-
-ORDER_NAMES = ("prefix", "capacity", "energy", "selfgen")
-#: names computed from the weights alone (no forward pass): cheap enough for streaming folders
-WEIGHT_ONLY_ORDERS = ("prefix", "capacity")
+from ..proxy.capacity import ORDERS as ORDER_NAMES  # one list for every module
+from ..proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS  # no forward pass needed
 
 
 def compute_orders(model: Any, name: str, *, adapter: Any = None, text: Any = None, seqs: int = 2,
@@ -227,25 +224,56 @@ def ranked_orders_file(spec: Any, source: Mapping, *, order: str | None = None, 
     ``order``: an order the user asked for (another one than the file's ignores the sidecar);
     ``model``: the model it is applied to. Notes on stderr, one line each: another order than the one
     scored (``doing`` with it), a named sidecar that is missing, a model other than the ranked one.
-    Read the file with ``load_orders(path, adapter, name=source["order"])``."""
+    A one-line UserError when the file's order is no name this package can compute (``custom``: an
+    orders dict given from Python) and no sidecar holds it. Read the file with
+    ``load_orders(path, adapter, name=source["order"])``."""
     import sys
     from pathlib import Path
+
+    from ..errors import UserError
 
     ranked, scored = str(spec).partition("#")[0], source.get("order")
     if order and scored and order != scored:
         print(f"note: {spec} was scored with order {scored!r}; {doing} with {order!r}", file=sys.stderr)
     name = source.get("orders_file")
-    if not isinstance(name, str) or not name or (order and order != scored):
+    path = Path(ranked).parent / name if isinstance(name, str) and name and not (order and order != scored) else None
+    if path is not None and not path.is_file():
+        if (order or scored) in ORDER_NAMES:
+            print(f"note: {ranked} names unit orders file {name}, which is missing; recomputing the {scored!r} order "
+                  "(near-tied units may differ from what rank scored)", file=sys.stderr)
+        path = None
+    if path is None:
+        if order and order not in ORDER_NAMES:
+            raise UserError(f"unknown unit order {order!r}; choose one of: {', '.join(ORDER_NAMES)}")
+        if (order or scored or "prefix") not in ORDER_NAMES:
+            raise UserError(f"{ranked} was scored with unit order {scored!r}, which cannot be computed again "
+                            f"(no saved {name or 'orders file'}); pass --order ({', '.join(ORDER_NAMES)}) or, "
+                            "from Python, the same orders dict it was scored with")
         return None
-    path = Path(ranked).parent / name
-    if not path.is_file():
-        print(f"note: {ranked} names unit orders file {name}, which is missing; recomputing the {scored!r} order "
-              "(near-tied units may differ from what rank scored)", file=sys.stderr)
-        return None
-    if source.get("model") and model and str(source["model"]) != str(model):
+    if _other_model(source.get("model"), model):
         print(f"note: using the unit orders saved by rank for {source['model']} on {model}; "
               f"pass --order to compute them on {model} instead", file=sys.stderr)
     return path
+
+
+def _other_model(ranked_on: Any, applied_to: Any) -> bool:
+    """Whether the model a ranked file names and the one it is now applied to differ: the same
+    folder reached by another spelling (a built-in name, a relative path, a symlink) is the same."""
+    if not ranked_on or not applied_to or str(ranked_on) == str(applied_to):
+        return False
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..loading import resolve
+
+    try:
+        a, b = resolve(str(ranked_on)), resolve(str(applied_to))
+    except UserError:  # a folder that is gone: cannot tell, so say so
+        return True
+    if a == b:
+        return False
+    pa, pb = Path(a), Path(b)
+    return not (pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve())
 
 
 def _desc(values: np.ndarray) -> list[int]:

@@ -267,3 +267,50 @@ def test_sliced_matches_materialize(family, tiny_llama, tiny_gpt2, tiny_bert):
         with sliced(model, sub):
             got = out(model)
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_encoder_fidelity_on_random_tokens_ranks_minilm_subnets_like_real_sentences(minilm):
+    """The data-free encoder ranker (random tokens, no sentences) must order equal-budget MiniLM
+    subnets the way their real-sentence embedding fidelity does, where parameter counts cannot."""
+    import random
+
+    import datasets
+    from scipy.stats import kendalltau
+
+    from zerolm_prune.assets import commonsense_data_dir
+    from zerolm_prune.cost import block_params
+    from zerolm_prune.models import get_adapter
+    from zerolm_prune.rankers import get_ranker
+    from zerolm_prune.rankers.apply import sliced
+
+    model, tok = minilm
+    adapter = get_adapter(model)
+    space = SearchSpace([LayerSpace([12, 8, 6], [1536, 1152, 768]) for _ in range(6)])
+    opts = space.options(0)
+    cost = [block_params(adapter.geometry(0), c, config=adapter.config) for c in opts]
+    rng, picks = random.Random(7), set()
+    while len(picks) < 12:  # distinct subnets at 0.75 of the block params (+-1%)
+        pick = tuple(rng.randrange(len(opts)) for _ in range(6))
+        if abs(sum(cost[i] for i in pick) / (6 * cost[0]) / 0.75 - 1) <= 0.01:
+            picks.add(pick)
+    subnets = [Subnet([opts[i] for i in p]) for p in sorted(picks)]
+
+    sentences = datasets.load_from_disk(str(commonsense_data_dir() / "glue" / "sst2" / "validation"))["sentence"][:64]
+    enc = tok(sentences, padding=True, truncation=True, max_length=48, return_tensors="pt")
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+
+    def embed():
+        return (model(**enc).last_hidden_state * mask).sum(1) / mask.sum(1)
+
+    with torch.no_grad():
+        ref = embed()
+        truth = []
+        for s in subnets:
+            with sliced(model, s):
+                truth.append(float(torch.nn.functional.cosine_similarity(embed(), ref, dim=-1).mean()))
+    scores = get_ranker("fidelity", progress=False).score(model, [space.maximal(), *subnets], space=space)
+    assert scores[0] == pytest.approx(1.0, abs=1e-6) and (scores[1:] < 0.999).all()
+    tau = kendalltau(scores[1:], truth)[0]
+    params_tau = kendalltau([sum(cost[i] for i in p) for p in sorted(picks)], truth)[0]
+    assert tau >= 0.5 and tau > params_tau + 0.2, (tau, params_tau)

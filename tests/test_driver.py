@@ -93,3 +93,27 @@ def test_evaluated_report_has_every_candidate(tmp_path, smollm2):
     assert "| 1 | top1 |" in text and "random" in text and "![Pareto front](front.png)" in text
     assert "![Proxy vs accuracy](eval/proxy_vs_accuracy.png)" in text
     assert json.loads((tmp_path / "report.json").read_text())["candidates"][0]["name"] == "full"
+
+
+def test_encoder_run_end_to_end_reports_fidelity(tmp_path):
+    """`run` on a BERT-family model (real MiniLM-L6): selfgen falls back to its encoder stages,
+    checkpoints load back at their promised size, and the report's telling column is the
+    embedding fidelity (cosine to the full model on real sentences), not an empty perplexity."""
+    from transformers import AutoModel
+
+    from zerolm_prune.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "minilm-l6", "--space", "minilm-l6", "--budget", "0.8", "--top-k", "2", "--limit", "16",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["name"]: r for r in report["candidates"]}
+    assert rows["full"]["fidelity"] == pytest.approx(1.0, abs=1e-5)
+    for name in ("top1", "top2"):
+        assert 0.0 < rows[name]["fidelity"] < 0.999 and rows[name]["params"] <= 0.8 * rows["full"]["params"]
+        model = AutoModel.from_pretrained(out / "models" / name, trust_remote_code=True)  # our own modeling code
+        assert sum(p.numel() for p in model.parameters()) == rows[name]["params"]
+    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("|")]
+    assert table[0].rstrip(" |").endswith("| mean | fidelity") and "ppl" not in table[0]
+    full_row = next(line for line in table if line.startswith("| – | full |"))
+    assert full_row.rstrip(" |").endswith("1.000")

@@ -535,6 +535,7 @@ def build_report(document: dict, results: dict | None, out: Path) -> dict:
             "macs": document.get("full_macs") if entry is None else entry["macs"],
             "note": "" if entry is None else entry.get("note", ""),
             "tasks": ev.get("tasks", {}), "mean": ev.get("mean"), "perplexity": ev.get("perplexity"),
+            "fidelity": ev.get("fidelity"),  # encoders: cosine to the full model on real sentences
             "done": bool(ev.get("done")), "checkpoint": str(Path(MODELS_DIR) / name) if entry is not None else None,
         })
     pictures = {k: v for k, v in (("pareto_front", FRONT_FILE),
@@ -582,7 +583,9 @@ def render_report(report: dict) -> str:
     full_params = report["candidates"][0]["params"]
     ranker = report.get("ranker", "zerolm")
     head = ["rank", "candidate", f"{ranker} score", "ZeroLM S", "params", "% full", "MACs/tok"]
-    head += [f"{t} ({metrics.get(t, 'acc')})" for t in tasks] + ["mean", "ppl"]
+    # the telling column: perplexity for causal LMs, embedding fidelity for encoders (no perplexity)
+    fidelity = any(row.get("fidelity") is not None for row in report["candidates"])
+    head += [f"{t} ({metrics.get(t, 'acc')})" for t in tasks] + ["mean", "fidelity" if fidelity else "ppl"]
     lines = [
         f"# zerolm-prune run: {report['model']}",
         "",
@@ -605,7 +608,8 @@ def render_report(report: dict) -> str:
         for t in tasks:
             m = row["tasks"].get(t, {})
             cells.append(_fmt(m.get(metrics.get(t, "acc"))))
-        cells += [_fmt(row["mean"]), _fmt(ppl_value, 1) if ppl_value else "–"]
+        last = _fmt(row.get("fidelity")) if fidelity else _fmt(ppl_value, 1) if ppl_value else "–"
+        cells += [_fmt(row["mean"]), last]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Candidates:", ""]
     for row in report["candidates"][1:]:

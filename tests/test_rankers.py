@@ -270,7 +270,7 @@ def test_sliced_matches_materialize(family, tiny_llama, tiny_gpt2, tiny_bert):
 
 
 @pytest.mark.slow
-def test_encoder_fidelity_on_random_tokens_ranks_minilm_subnets_like_real_sentences(minilm):
+def test_encoder_rankers_on_random_tokens_rank_minilm_subnets_like_real_sentences(minilm):
     """The data-free encoder ranker (random tokens, no sentences) must order equal-budget MiniLM
     subnets the way their real-sentence embedding fidelity does, where parameter counts cannot."""
     import random
@@ -314,3 +314,13 @@ def test_encoder_fidelity_on_random_tokens_ranks_minilm_subnets_like_real_senten
     tau = kendalltau(scores[1:], truth)[0]
     params_tau = kendalltau([sum(cost[i] for i in p) for p in sorted(picks)], truth)[0]
     assert tau >= 0.5 and tau > params_tau + 0.2, (tau, params_tau)
+
+    # the first stage of the default ranker on encoders: an additive per-layer table, so the exact
+    # search can use it; a subnet's value is the sum of its layers' entries
+    table = get_ranker("selfgen", progress=False).layer_values(model, space)
+    assert all(v[0] == 0.0 and (v[1:] < 0).all() for v in table)  # option 0 is the full layer
+    stage1 = [sum(table[l][i] for l, i in enumerate(p)) for p in sorted(picks)]
+    energy = get_ranker("energy").layer_values(model, space)
+    energy_tau = kendalltau([sum(energy[l][i] for l, i in enumerate(p)) for p in sorted(picks)], truth)[0]
+    stage1_tau = kendalltau(stage1, truth)[0]
+    assert stage1_tau >= 0.5 and stage1_tau > energy_tau + 0.2, (stage1_tau, energy_tau)

@@ -7,7 +7,8 @@ Ground truth: mean cosine between the subnet's and the full model's sentence emb
 pooling, as sentence-transformers does for this model) on 128 real GLUE SST-2 validation
 sentences. Subnets: fit / report splits (seeds 11 / 22) of equal-budget (0.75 and 0.9 of block
 params, +-1%) and uniformly random subnets. Rankers: params, zerolm (alpha 1), energy, and the
-data-free fidelity on random tokens (no sentences).
+data-free fidelity on random tokens (no sentences), and selfgen-table: the additive per-layer
+table that the default ``selfgen`` ranker searches with on encoders (stage 1; fidelity re-ranks).
 
 The random-token batch shape (sequences x length) is chosen here on the fit rows only: the shape
 with the best mean Kendall tau over the three fit subsets, averaged over two token seeds. The
@@ -108,6 +109,8 @@ def main() -> None:
         print(f"WARNING: the package default is {ENCODER_SEQS} x {ENCODER_LENGTH}; update rankers/selfgen.py")
     scores = {name: get_ranker(name, **({"progress": False} if name == "fidelity" else {})).score(model, subnets, space=sp)
               for name in ("params", "zerolm", "energy", "fidelity")}
+    table = get_ranker("selfgen", progress=False).layer_values(model, sp)  # its first stage on encoders
+    scores["selfgen-table"] = np.array([sum(table[l][i] for l, i in enumerate(r["pick"])) for r in rows])
     scores["fidelity-16x64"] = encoder_fidelity(model, subnets, adapter=adapter,
                                                 ids=random_tokens(model.config, seqs=16, length=64))
     for name, vals in scores.items():

@@ -14,6 +14,10 @@ then compare the pruned model's next-token distributions with the full model's o
   candidates) by the KL of each whole subnet to the full model on the same self-generated text.
   Encoders (no LM head, cannot write text) get the cosine of mean-pooled outputs to the full
   model's on random tokens instead.
+- encoders' table (``encoder_layer_values``, the first stage of ``selfgen`` on encoders): for
+  every layer and each of its options, minus (1 - that cosine) when ONLY that layer is pruned.
+  On MiniLM it ranks equal-budget subnets far better than the weight-only tables
+  (benchmarks/RANKING.md), so the exact search's shortlist already holds good subnets.
 """
 
 from __future__ import annotations
@@ -380,6 +384,27 @@ def encoder_fidelity(model: Any, subnets: Sequence[Any], *, adapter: Any = None,
     return np.array(out, dtype=float)
 
 
+def encoder_layer_values(model: Any, space: Any, *, adapter: Any = None, orders: dict | None = None,
+                         seed: int = 0, progress: bool = False) -> list[np.ndarray]:
+    """Additive table for encoders: a layer's option is worth minus (1 - cosine to the full model's
+    pooled output on random tokens) of the model pruned at that layer only. One forward pass per
+    distinct (heads, FFN) option of every layer (LoRA ranks do not change the base model), exact,
+    since encoders have few options and the random-token batch is short."""
+    from ..models import get_adapter
+    from ..space import LayerChoice, Subnet
+
+    adapter = adapter or get_adapter(model)
+    ids = random_tokens(model.config, seed=seed)
+    full = [LayerChoice(adapter.geometry(l).num_heads, adapter.geometry(l).ffn_dim) for l in range(space.num_layers)]
+    jobs = sorted({(l, c.heads, c.ffn) for l in range(space.num_layers) for c in space.options(l)}
+                  - {(l, f.heads, f.ffn) for l, f in enumerate(full)})
+    subnets = [Subnet([LayerChoice(h, f) if i == l else full[i] for i in range(len(full))]) for l, h, f in jobs]
+    cosines = encoder_fidelity(model, subnets, adapter=adapter, ids=ids, orders=orders, progress=progress)
+    loss = {job: 1.0 - float(c) for job, c in zip(jobs, cosines)}
+    return [np.array([-loss.get((l, c.heads, c.ffn), 0.0) for c in space.options(l)], dtype=float)
+            for l in range(space.num_layers)]
+
+
 @dataclass
 class SelfGenRanker(Ranker):
     """Both stages on one self-generated text: ``layer_values`` (selfgen-kl, for the exact search)
@@ -389,7 +414,8 @@ class SelfGenRanker(Ranker):
 
     name: str = "selfgen"
     provenance: str = ("new (this project): selfgen-kl table for the exact search, then fidelity (KL to the full "
-                       "model on self-generated text) re-ranks the shortlist")
+                       "model on self-generated text) re-ranks the shortlist; encoders: the same two stages "
+                       "with the cosine of pooled outputs on random tokens")
     second_stage: bool = True
     seqs: int = 2
     length: int = 128
@@ -424,10 +450,9 @@ class SelfGenRanker(Ranker):
 
     def layer_values(self, model: Any, space: Any, *, adapter: Any = None) -> list[np.ndarray]:
         text = self.text(model, adapter)
-        if text is None:  # encoders: the weight-only table
-            from .weights import EnergyRanker
-
-            return EnergyRanker().layer_values(model, space, adapter=adapter, orders=self.orders(model, adapter))
+        if text is None:  # encoders cannot write text: per-layer fidelity on random tokens
+            return encoder_layer_values(model, space, adapter=adapter, orders=self.orders(model, adapter),
+                                        seed=self.seed, progress=self.progress)
         return SelfGenKLRanker(seqs=self.seqs, length=self.length, seed=self.seed, mode=self.mode,
                                progress=self.progress).layer_values(model, space, adapter=adapter, text=text,
                                                                     orders=self.orders(model, adapter) or "prefix")

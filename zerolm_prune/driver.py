@@ -179,8 +179,6 @@ def _entry(table, scoring: Scoring, idx: np.ndarray, *, name: str, kind: str, ra
     }
 
 
-
-
 def default_order(model, adapter) -> str:
     """``selfgen`` where it applies (causal LMs of the LLaMA family), else LoNAS's ``prefix``.
 

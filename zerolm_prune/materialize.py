@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .proxy.capacity import ORDERS
-from .proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS
 from .models import get_adapter
 from .models.base import ArchAdapter, LayerGeometry, Projection
+from .proxy.capacity import ORDERS
+from .proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS
 from .space import LayerChoice, Subnet
 
 #: what ``order=`` accepts: one of ORDERS or ``{layer: {"heads": [KV groups best first],

@@ -19,16 +19,14 @@ that choice) and, for comparison, the shape used before (16 x 64).
 from __future__ import annotations
 
 import itertools
-import json
 import random
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau, spearmanr
-from tqdm import tqdm
-
 from common import HERE, write_json
 from correlate import boot
+from scipy.stats import kendalltau, spearmanr
+from tqdm import tqdm
 
 HEADS, FFN = [12, 8, 6], [1536, 1152, 768]
 LENGTHS, SEQS, SEEDS = (4, 6, 8, 12, 16, 24, 32, 48, 64), (16, 64, 128), (0, 1)
@@ -43,9 +41,14 @@ def main() -> None:
     from zerolm_prune.cost import block_params
     from zerolm_prune.models import get_adapter
     from zerolm_prune.rankers import get_ranker
-    from zerolm_prune.rankers.selfgen import ENCODER_LENGTH, ENCODER_SEQS, encoder_fidelity, random_tokens
     from zerolm_prune.rankers.apply import sliced
-    from zerolm_prune.space import LayerChoice, LayerSpace, SearchSpace, Subnet
+    from zerolm_prune.rankers.selfgen import (
+        ENCODER_LENGTH,
+        ENCODER_SEQS,
+        encoder_fidelity,
+        random_tokens,
+    )
+    from zerolm_prune.space import LayerSpace, SearchSpace, Subnet
 
     model, tok = minilm_l6()
     adapter = get_adapter(model)

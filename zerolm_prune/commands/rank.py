@@ -167,7 +167,6 @@ def build_table(args: argparse.Namespace, space):
         from ..rankers.orders import WEIGHT_ONLY_ORDERS, compute_orders
 
         if args.order not in WEIGHT_ONLY_ORDERS:
-
             args.unit_orders = compute_orders(model, args.order, adapter=adapter)
         table = CapacityTable.from_model(model, space, order=args.unit_orders or args.order, adapter=adapter,
                                          seq_len=args.seq_len, progress=True)

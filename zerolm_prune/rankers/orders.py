@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..proxy.capacity import ORDERS as ORDER_NAMES  # one list for every module
-from ..proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS  # no forward pass needed
+from ..proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS  # noqa: F401  (no forward pass; for prune/rank)
 
 
 def compute_orders(model: Any, name: str, *, adapter: Any = None, text: Any = None, seqs: int = 2,

@@ -119,6 +119,18 @@ def minilm() -> None:
         print(f"| {t['split']} | {t['subset']} | {t['ranker']} | {t['n']} | {a[0]:.2f} [{a[1]:.2f}, {a[2]:.2f}] | {b[0]:.2f} [{b[1]:.2f}, {b[2]:.2f}] |")
 
 
+def minilm_search() -> None:
+    path = HERE / "minilm_search.json"
+    if not path.exists():
+        print("\n(MiniLM search not run)")
+        return
+    from minilm_search import print_table
+
+    doc = json.loads(path.read_text())
+    print(f"\nTruth of each pipeline's top-1 pick (% of block params in brackets): {doc['truth']}; space {doc['space']}.\n")
+    print_table(doc["rows"])
+
+
 if __name__ == "__main__":
     print("## Ground truth (SmolLM2-135M)")
     truth_stats()
@@ -132,3 +144,5 @@ if __name__ == "__main__":
     commonsense()
     print("\n## MiniLM-L6 (encoder metric)")
     minilm()
+    print("\n## MiniLM-L6: what the search picks under a budget")
+    minilm_search()

@@ -117,3 +117,15 @@ def test_encoder_run_end_to_end_reports_fidelity(tmp_path):
     assert table[0].rstrip(" |").endswith("| mean | fidelity") and "ppl" not in table[0]
     full_row = next(line for line in table if line.startswith("| – | full |"))
     assert full_row.rstrip(" |").endswith("1.000")
+
+
+def test_selfgen_kl_on_an_encoder_points_to_the_ranker_that_works(tmp_path, capsys):
+    from zerolm_prune.cli import main
+
+    out = tmp_path / "ranked.json"
+    assert main(["rank", "minilm-l6", "--space", "minilm-l6", "--budget", "0.8", "--ranker", "selfgen-kl",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "need a causal LM" in errors[0] and "default 'selfgen'" in errors[0], err
+    assert "Traceback" not in err and not out.exists()

@@ -38,10 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
 def _require_causal(model: Any) -> None:
     from ..errors import UserError
 
-    if not hasattr(model, "lm_head") and not hasattr(model, "get_output_embeddings"):
-        raise UserError("self-generated-text rankers need a causal LM (with an LM head); use 'energy' or 'zerolm' for encoders")
-    if model.get_output_embeddings() is None:
-        raise UserError("self-generated-text rankers need a causal LM (with an LM head); use 'energy' or 'zerolm' for encoders")
+    if getattr(model, "get_output_embeddings", lambda: None)() is None:
+        raise UserError("self-generated-text rankers need a causal LM (with an LM head); for encoders use the default "
+                        "'selfgen' (it measures fidelity on random tokens there), 'fidelity' or 'energy'")
 
 
 _TEXT_CACHE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()

@@ -340,7 +340,8 @@ class FidelityRanker(Ranker):
 ENCODER_SEQS, ENCODER_LENGTH = 64, 8
 
 
-def random_tokens(config: Any, *, seqs: int = ENCODER_SEQS, length: int = ENCODER_LENGTH, seed: int = 0) -> "torch.Tensor":
+def random_tokens(config: Any, *, seqs: int = ENCODER_SEQS, length: int = ENCODER_LENGTH,
+                  seed: int = 0) -> "torch.Tensor":
     """Token ids drawn uniformly from the vocabulary (ids below 1000 skipped: BERT keeps its
     special and unused tokens there); the first and last position get CLS/SEP when the config
     names them. The data-free input for encoders, which cannot write text of their own."""
@@ -359,7 +360,8 @@ def random_tokens(config: Any, *, seqs: int = ENCODER_SEQS, length: int = ENCODE
 
 
 def encoder_fidelity(model: Any, subnets: Sequence[Any], *, adapter: Any = None, ids: Any = None,
-                     seqs: int = ENCODER_SEQS, length: int = ENCODER_LENGTH, seed: int = 0, orders: dict | None = None, progress: bool = False) -> np.ndarray:
+                     seqs: int = ENCODER_SEQS, length: int = ENCODER_LENGTH, seed: int = 0,
+                     orders: dict | None = None, progress: bool = False) -> np.ndarray:
     """Mean cosine of mean-pooled outputs (subnet vs full model) on random tokens, per subnet."""
     import torch
     from tqdm import tqdm
@@ -393,12 +395,11 @@ def encoder_layer_values(model: Any, space: Any, *, adapter: Any = None, orders:
     from ..space import LayerChoice, Subnet
 
     adapter = adapter or get_adapter(model)
-    ids = random_tokens(model.config, seed=seed)
-    full = [LayerChoice(adapter.geometry(l).num_heads, adapter.geometry(l).ffn_dim) for l in range(space.num_layers)]
+    full = [_full_choice(adapter.geometry(l)) for l in range(space.num_layers)]
     jobs = sorted({(l, c.heads, c.ffn) for l in range(space.num_layers) for c in space.options(l)}
                   - {(l, f.heads, f.ffn) for l, f in enumerate(full)})
     subnets = [Subnet([LayerChoice(h, f) if i == l else full[i] for i in range(len(full))]) for l, h, f in jobs]
-    cosines = encoder_fidelity(model, subnets, adapter=adapter, ids=ids, orders=orders, progress=progress)
+    cosines = encoder_fidelity(model, subnets, adapter=adapter, seed=seed, orders=orders, progress=progress)
     loss = {job: 1.0 - float(c) for job, c in zip(jobs, cosines)}
     return [np.array([-loss.get((l, c.heads, c.ffn), 0.0) for c in space.options(l)], dtype=float)
             for l in range(space.num_layers)]

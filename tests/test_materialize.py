@@ -145,7 +145,7 @@ def test_invalid_subnets_are_user_errors(tiny_llama, heads, ffn, message):
 
 
 def test_unknown_order(tiny_llama):
-    with pytest.raises(UserError, match="unknown channel order"):
+    with pytest.raises(UserError, match="unknown unit order"):
         materialize(tiny_llama, subnet_of([8] * 3, [96] * 3), order="random")
 
 

@@ -18,6 +18,7 @@ from zerolm_prune.errors import UserError
 from zerolm_prune.materialize import materialize, materialize_folder
 from zerolm_prune.models import get_adapter
 from zerolm_prune.proxy import CapacityTable, capacity
+from zerolm_prune.rankers import get_ranker
 from zerolm_prune.rankers.orders import compute_orders, validate_orders
 from zerolm_prune.space import LayerChoice, LayerSpace, SearchSpace, Subnet
 
@@ -131,14 +132,19 @@ def test_selfgen_name_equals_its_computed_dict_and_is_recorded(tmp_path):
     meta = json.loads((out / "config.json").read_text())["zerolm_prune"]
     assert meta["order"] == "selfgen"
 
-    # the table under the name is the table under its dict
+    # the table takes the resolved order (it does not run the model): the name alone is refused,
+    # its dict recorded under the name's label; ZeroLM under the name scores the table of its dict
     space = SearchSpace([LayerSpace([8, 4, 2], [96, 50, 7]) for _ in range(3)])
-    t_name = CapacityTable.from_model(model, space, order="selfgen")
+    with pytest.raises(UserError, match="resolve it first"):
+        CapacityTable.from_model(model, space, order="selfgen")
+    t_name = CapacityTable.from_model(model, space, order=orders, label="selfgen")
     t_dict = CapacityTable.from_model(model, space, order=orders)
-    assert t_name.order == "selfgen"
+    assert t_name.order == "selfgen" and t_dict.order == "custom"
+    zerolm = get_ranker("zerolm", order="selfgen").layer_values(model, space)
     for l in range(3):
         np.testing.assert_array_equal(t_name.attn[l], t_dict.attn[l])
         np.testing.assert_array_equal(t_name.ffn[l], t_dict.ffn[l])
+        np.testing.assert_array_equal(zerolm[l], t_dict.layer_values(1.0)[l])
 
 
 def test_fidelity_under_an_order_is_the_kl_of_the_materialized_model():

@@ -36,6 +36,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
 
+from .loading import config_from_dict
+from .models import get_adapter
+from .units import kept_kv_heads  # noqa: F401  (re-exported: the kept units live in units)
+
 if TYPE_CHECKING:  # pragma: no cover
     from .models.base import ArchAdapter, LayerGeometry, Projection
     from .space import LayerChoice, Subnet
@@ -44,23 +48,12 @@ if TYPE_CHECKING:  # pragma: no cover
 # ---- shapes -----------------------------------------------------------------------------------
 def _as_config(config: Any) -> Any:
     if isinstance(config, dict):
-        from .space import config_from_dict
-
         return config_from_dict(config)
     return getattr(config, "config", config)  # a model was passed
 
 
 def _adapter_for(config: Any) -> "ArchAdapter":
-    from .models import get_adapter
-
     return get_adapter(_as_config(config))
-
-
-def kept_kv_heads(geo: "LayerGeometry", heads: int) -> int:
-    """KV heads that remain when ``heads`` query heads are kept (whole groups under GQA)."""
-    if geo.num_kv_heads == geo.num_heads:
-        return heads
-    return heads // geo.heads_per_kv_group
 
 
 def projection_shape(geo: "LayerGeometry", choice: "LayerChoice", role: str) -> tuple[int, int]:

@@ -100,3 +100,20 @@ def load_model(spec: str, *, trust_remote_code: bool = False, dtype: Any = None,
     if device:
         model = model.to(device)
     return model, tokenizer
+
+
+def config_from_dict(data: dict[str, Any]) -> Any:
+    """A transformers config from an embedded config dict (``model_type`` selects the class).
+
+    Why: recipes carry the architecture so that shapes-only work never downloads the model.
+    """
+    from transformers import AutoConfig  # lazy: loading is on the CLI's start-up path (--help)
+
+    body = {k: v for k, v in data.items() if k not in ("model_type", "transformers_version")}
+    model_type = data.get("model_type")
+    if not model_type:
+        raise UserError("the embedded config has no 'model_type'; add e.g. model_type: llama to the recipe's config")
+    try:
+        return AutoConfig.for_model(str(model_type), **body)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"the embedded config is not a valid {model_type} config ({str(err).splitlines()[0]}); fix the recipe's config") from None

@@ -22,7 +22,6 @@ and a zero-width Linear breaks several attention kernels, so heads=0 / ffn=0 is 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -30,66 +29,16 @@ from torch import nn
 
 from .errors import UserError
 from .models import get_adapter
-from .models.base import ArchAdapter, LayerGeometry, Projection
-from .proxy.capacity import ORDERS
-from .proxy.importance import POLICIES as WEIGHT_ONLY_ORDERS
+from .models.base import ArchAdapter, Projection
+from .proxy.importance import ffn_channel_order, head_group_order
+from .rankers.orders import resolve_orders
 from .space import LayerChoice, Subnet
+from .units import ORDER_NAMES as ORDERS  # noqa: F401  (old name, re-exported)
+from .units import WEIGHT_ONLY_ORDERS, LayerPlan, check_order_name, num_groups, plan_from_orders, validate_orders
 
-#: what ``order=`` accepts: one of ORDERS or ``{layer: {"heads": [KV groups best first],
-#: "ffn": [channels best first]}}`` (``rankers.orders.compute_orders``; layer keys int or str)
+#: what ``order=`` accepts: a name of ``units.ORDER_NAMES`` or ``{layer: {"heads": [KV groups best
+#: first], "ffn": [channels best first]}}`` (``rankers.orders.compute_orders``; layer keys int or str)
 Order = Any
-
-
-@dataclass(frozen=True)
-class LayerPlan:
-    """What one block keeps: KV groups (ascending), query heads, FFN channels."""
-
-    index: int
-    geometry: LayerGeometry
-    choice: LayerChoice
-    groups: tuple[int, ...]
-    channels: tuple[int, ...]
-
-    @property
-    def heads(self) -> list[int]:
-        per = self.geometry.heads_per_kv_group
-        return [g * per + j for g in self.groups for j in range(per)]
-
-    @property
-    def num_kv_heads(self) -> int:
-        return len(self.groups) if self.geometry.num_kv_heads != self.geometry.num_heads else len(self.heads)
-
-    def q_rows(self) -> list[int]:
-        hd = self.geometry.head_dim
-        return [h * hd + d for h in self.heads for d in range(hd)]
-
-    def kv_rows(self) -> list[int]:
-        hd = self.geometry.head_dim
-        kv_heads = self.groups if self.geometry.num_kv_heads != self.geometry.num_heads else self.heads
-        return [g * hd + d for g in kv_heads for d in range(hd)]
-
-    def indices(self, proj: Projection) -> tuple[list[int] | None, list[int] | None]:
-        """(kept output rows, kept input columns) of ``proj`` in (out, in) convention; None = all."""
-        geo = self.geometry
-        heads_cut = len(self.heads) < geo.num_heads
-        ffn_cut = len(self.channels) < geo.ffn_dim
-        role = proj.role
-        if role == "q":
-            return (self.q_rows() if heads_cut else None), None
-        if role in ("k", "v"):
-            return (self.kv_rows() if heads_cut else None), None
-        if role == "o":
-            return None, (self.q_rows() if heads_cut else None)
-        if role == "qkv":  # GPT-2 fused: [q | k | v], each num_heads*head_dim wide
-            if not heads_cut:
-                return None, None
-            width, rows = geo.attn_width, self.q_rows()
-            return [part * width + r for part in range(3) for r in rows], None
-        if role in ("gate", "up"):
-            return (list(self.channels) if ffn_cut else None), None
-        if role == "down":
-            return None, (list(self.channels) if ffn_cut else None)
-        raise ValueError(f"unknown projection role {role!r}")
 
 
 def check_subnet(subnet: Subnet, adapter: ArchAdapter) -> None:
@@ -117,10 +66,8 @@ def resolve_order(model: Any, order: Order, adapter: ArchAdapter) -> Order:
     from streamed weights), other names are computed once for the whole model, dicts validated."""
     if isinstance(order, str) and order in WEIGHT_ONLY_ORDERS:
         return order
-    if isinstance(order, str) and order not in ORDERS:
-        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)} or an orders dict")
-    from .rankers.orders import resolve_orders
-
+    if isinstance(order, str):
+        check_order_name(order)
     return resolve_orders(model, order, adapter=adapter) or "prefix"
 
 
@@ -132,36 +79,23 @@ def plan_layer(adapter: ArchAdapter, model: nn.Module, index: int, choice: Layer
     many layers (``materialize`` does).
     """
     geo = adapter.geometry(index)
-    n_groups = geo.num_kv_heads if geo.num_kv_heads != geo.num_heads else geo.num_heads
+    n_groups = num_groups(geo)
     keep_groups = choice.heads // geo.heads_per_kv_group
     if not isinstance(order, dict) and order not in WEIGHT_ONLY_ORDERS:
         order = resolve_order(model, order, adapter)  # other names: computed for the whole model
     if isinstance(order, dict):  # only this layer's entry is checked here
-        from .rankers.orders import validate_orders
-
         entry = order.get(index, order.get(str(index)))
         if entry is None:
             raise UserError(f"orders: layer {index} is missing; give an entry for every layer")
         entry = validate_orders({index: entry}, adapter, partial=True)[index]
-        group_order = entry.get("heads") or range(n_groups)
-        channel_order = entry.get("ffn") or range(geo.ffn_dim)
+        group_order, channel_order = entry.get("heads"), entry.get("ffn")
     elif order == "prefix":
-        group_order: Sequence[int] = range(n_groups)
-        channel_order: Sequence[int] = range(geo.ffn_dim)
+        group_order = channel_order = None
     else:
-        try:
-            from .proxy.importance import ffn_channel_order, head_group_order
-        except ImportError as err:  # pragma: no cover - depends on the proxy module being present
-            raise UserError(f"order 'capacity' needs zerolm_prune.proxy.importance ({err}); use --order prefix") from None
-        group_order = head_group_order(adapter, model, index, "capacity") if keep_groups < n_groups else range(n_groups)
-        channel_order = (ffn_channel_order(adapter, model, index, "capacity")
-                         if choice.ffn < geo.ffn_dim else range(geo.ffn_dim))
-    groups = tuple(sorted(int(g) for g in list(group_order)[:keep_groups]))
-    channels = tuple(sorted(int(c) for c in list(channel_order)[: choice.ffn]))
-    if len(set(groups)) != keep_groups or len(set(channels)) != choice.ffn:
-        raise RuntimeError(f"layer {index}: the {order if isinstance(order, str) else 'given'} order "
-                           "returned duplicate or too few indices")
-    return LayerPlan(index, geo, choice, groups, channels)
+        group_order = head_group_order(adapter, model, index, "capacity") if keep_groups < n_groups else None
+        channel_order = ffn_channel_order(adapter, model, index, "capacity") if choice.ffn < geo.ffn_dim else None
+    return plan_from_orders(geo, choice, group_order, channel_order,
+                            label=order if isinstance(order, str) else "given")
 
 
 # ---- slicing ------------------------------------------------------------------------------------
@@ -428,10 +362,9 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order =
                              write_card, write_safetensors)
 
     if isinstance(order, str) and order not in WEIGHT_ONLY_ORDERS:
-        if order in ORDERS:
-            raise UserError(f"order {order!r} needs the loaded model ({'a forward pass on self-generated text' if order == 'selfgen' else 'whole-layer weights'}); "
+        check_order_name(order)
+        raise UserError(f"order {order!r} needs the loaded model ({'a forward pass on self-generated text' if order == 'selfgen' else 'whole-layer weights'}); "
                             "prune with --in-memory (or materialize(model, subnet, order=...)), or pass its orders dict")
-        raise UserError(f"unknown channel order {order!r}; use one of {', '.join(ORDERS)} or an orders dict")
     src, out = Path(src), Path(out_dir).expanduser().resolve()
     files = _weight_files(src)
     config = AutoConfig.from_pretrained(str(src))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .assets import shipped_dir
+from .loading import config_from_dict  # noqa: F401  (re-exported; lives with the other loaders)
 
 
 @dataclass(frozen=True)
@@ -240,25 +241,6 @@ class SearchSpace:
 def _extreme(layer: LayerSpace, pick) -> LayerChoice:
     ranks = tuple((g, pick(layer.ranks[g])) for g in sorted(layer.ranks))
     return LayerChoice(pick(layer.heads), pick(layer.ffn), ranks)
-
-
-def config_from_dict(data: dict[str, Any]) -> Any:
-    """A transformers config from an embedded config dict (``model_type`` selects the class).
-
-    Why: recipes carry the architecture so that shapes-only work never downloads the model.
-    """
-    from transformers import AutoConfig
-
-    from .errors import UserError
-
-    body = {k: v for k, v in data.items() if k not in ("model_type", "transformers_version")}
-    model_type = data.get("model_type")
-    if not model_type:
-        raise UserError("the embedded config has no 'model_type'; add e.g. model_type: llama to the recipe's config")
-    try:
-        return AutoConfig.for_model(str(model_type), **body)
-    except (ValueError, TypeError) as err:
-        raise UserError(f"the embedded config is not a valid {model_type} config ({str(err).splitlines()[0]}); fix the recipe's config") from None
 
 
 # ==== making spaces: recipes, ratios, LoNAS NNCF files ===========================================

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..proxy.capacity import ORDERS
+from ..units import ORDER_NAMES
 
 ORDER = 1000  # not a command; pkgutil discovers it, register() is a no-op
 
@@ -34,7 +34,7 @@ def add_ranking_options(parser: argparse.ArgumentParser) -> None:
                         help="what the exact search maximises: selfgen (default with real weights: per-layer KL on "
                         "self-generated text, then a fidelity re-rank; see benchmarks/RANKING.md), zerolm (ZeroLM as "
                         "published; the only choice for shapes-only tables), energy, selfgen-kl, params")
-    parser.add_argument("--order", choices=ORDERS, default=None,
+    parser.add_argument("--order", choices=ORDER_NAMES, default=None,
                         help="which heads/channels a width keeps: selfgen (default for LLaMA-family LMs with weights: "
                         "the units that write most on self-generated text, ~40x lower perplexity than prefix in "
                         "benchmarks/RANKING.md), prefix (LoNAS: the first ones; default otherwise), capacity, energy. "

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..proxy.capacity import ORDERS
+from ..units import ORDER_NAMES
 from .common import add_model_options
 
 ORDER = 40
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--subnet", required=True, metavar="FILE[#k]",
                    help="ranked.json from `zerolm-prune rank` (#k picks entry k, 0-based; default #0) or a Subnet JSON file")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty)")
-    p.add_argument("--order", choices=ORDERS, default=None,
+    p.add_argument("--order", choices=ORDER_NAMES, default=None,
                    help="which heads/channels to keep: prefix (LoNAS), capacity (data-free importance), selfgen "
                    "(units ranked by what they write on text the model generates itself; ~40x lower SmolLM2 "
                    "subnet perplexity than prefix) or energy (weight norms); computing selfgen/energy loads the model, "

@@ -23,19 +23,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
-from .importance import POLICIES, UnitLayout, argsort_desc, unit_contribution, unit_layout, unit_sq_sums
+from ..units import ORDER_NAMES, WEIGHT_ONLY_ORDERS, check_order_name, kept_units, order_label, validate_orders
+from .importance import UnitLayout, argsort_desc, unit_contribution, unit_layout, unit_sq_sums
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.base import ArchAdapter, LayerGeometry, Projection
     from ..space import LayerChoice, SearchSpace, Subnet
 
-#: every unit order name, the one list all modules check against; energy/selfgen need the whole
-#: model (rankers.orders.compute_orders). Explicit orders dicts are accepted beside them.
-ORDERS = POLICIES + ("energy", "selfgen")
+#: old name of ``units.ORDER_NAMES``, kept for imports
+ORDERS = ORDER_NAMES
 
 
 def capacity(weight: Any) -> float:
@@ -58,23 +58,6 @@ class _ProjTable:
     group: str | None  # LoRA group whose rank choice selects the variant, or None (one variant)
     ranks: dict[int, int]  # rank -> row of ``cum``; empty when there is a single variant
     cum: np.ndarray  # (variants, n_units + 1)
-
-
-def _kept_units(kind: str, geo: "LayerGeometry", choice: "LayerChoice") -> int:
-    """Units a choice keeps: FFN channels, or KV groups (MHA and fused QKV: one head per unit)."""
-    from ..errors import UserError
-
-    if kind == "ffn":
-        if not 0 <= choice.ffn <= geo.ffn_dim:
-            raise UserError(f"layer {geo.index}: FFN width {choice.ffn} is outside 0..{geo.ffn_dim}; fix the space")
-        return choice.ffn
-    hpg = geo.heads_per_kv_group
-    if choice.heads % hpg or not 0 <= choice.heads <= geo.num_heads:
-        raise UserError(
-            f"layer {geo.index}: {choice.heads} heads is not a multiple of {hpg} heads per KV group within "
-            f"0..{geo.num_heads}; use whole KV groups"
-        )
-    return choice.heads // hpg
 
 
 class CapacityTable:
@@ -108,14 +91,15 @@ class CapacityTable:
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
-    def from_model(cls, model: Any, space: "SearchSpace", *, order: Any = "prefix",
+    def from_model(cls, model: Any, space: "SearchSpace", *, order: Any = "prefix", label: str | None = None,
                    adapter: "ArchAdapter | None" = None, seq_len: int = 1, progress: bool = False) -> "CapacityTable":
         """Table of a model's real weights in one pass (a peft LoRA adapter is merged per rank).
 
-        ``order``: which units a width keeps, exactly as ``materialize(order=...)`` keeps them:
-        prefix, capacity, energy, selfgen (one forward pass on self-generated text, seed 0) or an
-        orders dict ``{layer: {"heads": [...], "ffn": [...]}}``; ``self.order`` records the name
-        ("custom" for a dict).
+        ``order``: which units a width keeps, exactly as ``materialize(order=...)`` keeps them: a
+        weight-only name (prefix, capacity: computed here layer by layer) or a resolved orders dict
+        ``{layer: {"heads": [...], "ffn": [...]}}`` (``rankers.orders.resolve_orders`` computes
+        energy and selfgen: the table does not run the model). ``self.order`` records ``label`` or
+        the name ("custom" for a dict).
         """
         from ..errors import UserError
         from ..models import get_adapter
@@ -124,15 +108,14 @@ class CapacityTable:
         layers = adapter.layers(model)
         _check_layer_count(space, adapter)
         unit_orders = None
-        if not (isinstance(order, str) and order in POLICIES):
-            # the same resolver materialize uses, so the table scores exactly the kept units
-            from ..rankers.orders import order_label, resolve_orders
-
-            if isinstance(order, str) and order not in ORDERS:
-                raise UserError(f"unknown channel order {order!r}; choose one of: {', '.join(ORDERS)} "
-                                "or an orders dict")
-            unit_orders = resolve_orders(model, order, adapter=adapter)
-            order = order_label(order)
+        if isinstance(order, str) and order in ORDER_NAMES and order not in WEIGHT_ONLY_ORDERS:
+            raise UserError(f"the {order!r} unit order needs the whole model: resolve it first "
+                            f"(rankers.orders.resolve_orders(model, {order!r})) and pass the orders dict")
+        if isinstance(order, Mapping):
+            unit_orders = validate_orders(order, adapter)
+        else:
+            check_order_name(order)
+        order = label or order_label(order)
         groups = _projection_groups(adapter, space)
         lora_scale = _space_lora_scale(space)
 
@@ -253,7 +236,7 @@ class CapacityTable:
                    tuple(sorted((g, tuple(v)) for g, v in ls.ranks.items())))
             if key not in shared:
                 opts = ls.options()
-                kept = {kind: np.array([_kept_units(kind, geo, c) for c in opts], dtype=np.int64)
+                kept = {kind: np.array([kept_units(kind, geo, c) for c in opts], dtype=np.int64)
                         for kind in ("heads", "ffn")}
                 ints = {k: np.zeros(len(opts), dtype=np.int64) for k in ("params", "lora_params", "macs")}
                 for j, choice in enumerate(opts):

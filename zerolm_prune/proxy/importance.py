@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+
+from ..units import WEIGHT_ONLY_ORDERS, check_order_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from ..models.base import ArchAdapter, LayerGeometry
 
-#: unit orders computed from the weights alone, layer by layer (no forward pass): the ones
-#: streaming folders and the capacity table can apply without loading the whole model
-POLICIES = ("prefix", "capacity")
+#: the weight-only unit orders (``units.WEIGHT_ONLY_ORDERS``; old name kept for imports)
+POLICIES = WEIGHT_ONLY_ORDERS
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,6 @@ def unit_sq_sums(weight: "torch.Tensor", layout: UnitLayout, role: str) -> np.nd
 
     One reduction over the weight along the untouched axis; the result has ``n_units`` entries.
     """
-    import torch
-
     w = weight.detach()
     if w.dtype not in (torch.float32, torch.float64):
         w = w.float()
@@ -115,10 +113,7 @@ def unit_contribution(sums: np.ndarray, layout: UnitLayout) -> np.ndarray:
 
 
 def _layer_orders(adapter: "ArchAdapter", model: Any, layer_index: int, kind: str, policy: str) -> list[int]:
-    if policy not in POLICIES:
-        from ..errors import UserError
-
-        raise UserError(f"unknown channel order {policy!r}; choose one of: {', '.join(POLICIES)}")
+    check_order_name(policy, names=WEIGHT_ONLY_ORDERS)
     geo = adapter.geometry(layer_index)
     projs = [p for p in adapter.projections if unit_layout(geo, p.role).kind == kind]
     n = unit_layout(geo, projs[0].role).n_units
@@ -144,3 +139,29 @@ def head_group_order(adapter: "ArchAdapter", model: Any, layer_index: int, polic
 def ffn_channel_order(adapter: "ArchAdapter", model: Any, layer_index: int, policy: str) -> list[int]:
     """FFN channel indices of layer ``layer_index``, most important first."""
     return _layer_orders(adapter, model, layer_index, "ffn", policy)
+
+
+def unit_energies(adapter: Any, model: Any, layer_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(per-KV-group energy, per-FFN-channel energy) of one block, from its weights.
+
+    Energy = squared norm of what the unit writes through its output map (see module docstring).
+    """
+    layer = adapter.layers(model)[layer_index]
+    geo = adapter.geometry(layer_index)
+    w = {p.role: adapter.projection_weight(layer, p).detach().double() for p in adapter.projections}
+    with torch.no_grad():
+        if "down" in w:
+            ch = w["down"].norm(dim=0) * w["up"].norm(dim=1)
+            if "gate" in w:
+                ch = ch * w["gate"].norm(dim=1)
+            ffn = (ch ** 2).numpy()
+        else:
+            ffn = np.zeros(geo.ffn_dim)
+        groups = np.zeros(geo.num_kv_heads)
+        if "o" in w and "v" in w:
+            d, per = geo.head_dim, geo.heads_per_kv_group
+            for h in range(geo.num_heads):
+                g = h // per if geo.num_kv_heads != geo.num_heads else h
+                ov = w["o"][:, h * d:(h + 1) * d] @ w["v"][g * d:(g + 1) * d]
+                groups[g] += float(ov.square().sum())
+    return groups, ffn

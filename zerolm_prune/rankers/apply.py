@@ -18,24 +18,12 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..models import get_adapter
+from ..units import plan_from_orders
 
 
-def _kept_heads(geo, heads: int, group_order: Sequence[int] | None) -> tuple[list[int], list[int]]:
-    """(query head indices, KV head indices) kept when ``heads`` query heads stay."""
-    per = geo.heads_per_kv_group
-    if heads % per:
-        raise UserError(f"layer {geo.index}: {heads} heads is not a multiple of {per} query heads per KV group")
-    groups = heads // per
-    order = list(group_order) if group_order is not None else list(range(geo.num_kv_heads))
-    kept_groups = sorted(order[:groups])
-    if geo.num_kv_heads == geo.num_heads:  # multi-head attention: a group is one head
-        return kept_groups, kept_groups
-    q = [g * per + j for g in kept_groups for j in range(per)]
-    return q, kept_groups
-
-
-def _rows(index: list[int], head_dim: int) -> torch.Tensor:
-    return torch.tensor([h * head_dim + d for h in index for d in range(head_dim)], dtype=torch.long)
+def _rows(index: Sequence[int]) -> torch.Tensor:
+    return torch.tensor(list(index), dtype=torch.long)
 
 
 @contextlib.contextmanager
@@ -64,8 +52,6 @@ def sliced(model: nn.Module, subnet, *, adapter=None, orders: dict | None = None
     ``orders`` optionally maps layer index -> {"heads": KV-group order, "ffn": channel order}
     (most important first); prefix slicing (LoNAS) when absent.
     """
-    from ..models import get_adapter
-
     adapter = adapter or get_adapter(model)
     if any(p.transposed or p.role == "qkv" for p in adapter.projections):
         with _masked(model, subnet, adapter, orders) as m:
@@ -75,9 +61,9 @@ def sliced(model: nn.Module, subnet, *, adapter=None, orders: dict | None = None
         for i, (layer, choice) in enumerate(zip(adapter.layers(model), subnet.layers)):
             geo = adapter.geometry(i)
             order = (orders or {}).get(i, {})
+            plan = plan_from_orders(geo, choice, order.get("heads"), order.get("ffn"))
             if choice.heads != geo.num_heads or order.get("heads") is not None:
-                q_idx, kv_idx = _kept_heads(geo, choice.heads, order.get("heads"))
-                q_rows, kv_rows = _rows(q_idx, geo.head_dim), _rows(kv_idx, geo.head_dim)
+                q_rows, kv_rows = _rows(plan.q_rows()), _rows(plan.kv_rows())
                 for proj in adapter.attn_projections:
                     mod = adapter.projection_module(layer, proj)
                     mod = getattr(mod, "base_layer", mod)
@@ -89,9 +75,7 @@ def sliced(model: nn.Module, subnet, *, adapter=None, orders: dict | None = None
                     elif proj.role == "o":
                         swap(mod, "weight", mod.weight.data.index_select(1, q_rows))
             if choice.ffn != geo.ffn_dim or order.get("ffn") is not None:
-                ffn_order = order.get("ffn")
-                idx = sorted(ffn_order[: choice.ffn]) if ffn_order is not None else list(range(choice.ffn))
-                ch = torch.tensor(idx, dtype=torch.long)
+                ch = _rows(plan.channels)
                 for proj in adapter.ffn_projections:
                     mod = adapter.projection_module(layer, proj)
                     mod = getattr(mod, "base_layer", mod)
@@ -116,10 +100,10 @@ def _masked(model: nn.Module, subnet, adapter, orders: dict | None) -> Iterator[
         for i, (layer, choice) in enumerate(zip(adapter.layers(model), subnet.layers)):
             geo = adapter.geometry(i)
             order = (orders or {}).get(i, {})
-            q_idx, _ = _kept_heads(geo, choice.heads, order.get("heads"))
-            drop_heads = [h for h in range(geo.num_heads) if h not in set(q_idx)]
-            ffn_order = order.get("ffn") if order.get("ffn") is not None else list(range(geo.ffn_dim))
-            drop_ch = torch.tensor(sorted(ffn_order[choice.ffn:]), dtype=torch.long)
+            plan = plan_from_orders(geo, choice, order.get("heads"), order.get("ffn"))
+            kept_heads, kept_ch = set(plan.heads), set(plan.channels)
+            drop_heads = [h for h in range(geo.num_heads) if h not in kept_heads]
+            drop_ch = torch.tensor([c for c in range(geo.ffn_dim) if c not in kept_ch], dtype=torch.long)
             d, width = geo.head_dim, geo.num_heads * geo.head_dim
             cols = torch.tensor([h * d + j for h in drop_heads for j in range(d)], dtype=torch.long)
             for proj in adapter.projections:

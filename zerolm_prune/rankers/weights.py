@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ..cost import block_params
+from ..models import get_adapter
+from ..proxy.capacity import CapacityTable
+from ..proxy.importance import unit_energies  # noqa: F401  (re-exported; moved to the proxy)
+from ..units import WEIGHT_ONLY_ORDERS
 from .base import Ranker
+from .orders import resolve_orders
 
 
 @dataclass
@@ -31,9 +37,6 @@ class ParamsRanker(Ranker):
     provenance: str = "baseline: block parameter count (more is better)"
 
     def layer_values(self, model: Any, space: Any, *, adapter: Any = None) -> list[np.ndarray]:
-        from ..cost import block_params
-        from ..models import get_adapter
-
         adapter = adapter or get_adapter(model)
         return [np.array([block_params(adapter.geometry(l), c, config=adapter.config) for c in space.options(l)], dtype=float)
                 for l in range(space.num_layers)]
@@ -47,38 +50,12 @@ class ZeroLMRanker(Ranker):
     order: str = "prefix"
 
     def layer_values(self, model: Any, space: Any, *, adapter: Any = None) -> list[np.ndarray]:
-        from ..proxy.capacity import CapacityTable
-
-        table = CapacityTable.from_model(model, space, order=self.order, adapter=adapter)
+        order = self.order
+        if isinstance(order, str) and order not in WEIGHT_ONLY_ORDERS:  # the table takes a resolved order
+            order = resolve_orders(model, order, adapter=adapter) or "prefix"
+        table = CapacityTable.from_model(model, space, order=order, label=self.order if isinstance(self.order, str) else None,
+                                         adapter=adapter)
         return [np.asarray(v, dtype=float) for v in table.layer_values(float(self.alpha))]
-
-
-def unit_energies(adapter: Any, model: Any, layer_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(per-KV-group energy, per-FFN-channel energy) of one block, from its weights.
-
-    Energy = squared norm of what the unit writes through its output map (see module docstring).
-    """
-    import torch
-
-    layer = adapter.layers(model)[layer_index]
-    geo = adapter.geometry(layer_index)
-    w = {p.role: adapter.projection_weight(layer, p).detach().double() for p in adapter.projections}
-    with torch.no_grad():
-        if "down" in w:
-            ch = w["down"].norm(dim=0) * w["up"].norm(dim=1)
-            if "gate" in w:
-                ch = ch * w["gate"].norm(dim=1)
-            ffn = (ch ** 2).numpy()
-        else:
-            ffn = np.zeros(geo.ffn_dim)
-        groups = np.zeros(geo.num_kv_heads)
-        if "o" in w and "v" in w:
-            d, per = geo.head_dim, geo.heads_per_kv_group
-            for h in range(geo.num_heads):
-                g = h // per if geo.num_kv_heads != geo.num_heads else h
-                ov = w["o"][:, h * d:(h + 1) * d] @ w["v"][g * d:(g + 1) * d]
-                groups[g] += float(ov.square().sum())
-    return groups, ffn
 
 
 def removed_share(energy: np.ndarray, kept: int, order: list[int] | None = None) -> float:
@@ -101,9 +78,6 @@ class EnergyRanker(Ranker):
 
     def layer_values(self, model: Any, space: Any, *, adapter: Any = None, orders: Any = None) -> list[np.ndarray]:
         """``orders``: unit order the widths keep (a name or dict, ``rankers.orders``; prefix by default)."""
-        from ..models import get_adapter
-        from .orders import resolve_orders
-
         adapter = adapter or get_adapter(model)
         orders = resolve_orders(model, orders, adapter=adapter) or {}
         n = space.num_layers
@@ -114,7 +88,7 @@ class EnergyRanker(Ranker):
             weight = self.edge if l in (0, n - 1) else 1.0
             vals = []
             for c in space.options(l):
-                kept_groups = c.heads // geo.heads_per_kv_group if geo.num_kv_heads != geo.num_heads else c.heads
+                kept_groups = c.heads // geo.heads_per_kv_group
                 o = orders.get(l, {})
                 dmg = (self.attn_weight * removed_share(groups, kept_groups, o.get("heads")) ** self.power
                        + removed_share(ffn, c.ffn, o.get("ffn")) ** self.power)

@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from zerolm_prune.search import _layer_costs, nsga2_search, rank_subnets, resolve_budget, top_k  # noqa: E402
+from benchmarks.search_baselines import nsga2_search  # noqa: E402
+from zerolm_prune.search import _layer_costs, rank_subnets, resolve_budget, top_k  # noqa: E402
 
 
 def timed(fn, repeats: int):

@@ -1,7 +1,10 @@
 """The variant search behind benchmarks/PROXY.md, on the FIT rows only.
 
-    python -m zerolm_prune.bench.research [--rows fit|report]
-    python -m zerolm_prune.bench.research --gamma   # zerolm-gamma vs its nearest baselines, paired
+    python benchmarks/proxy_research.py --data DIR [--rows fit|report]
+    python benchmarks/proxy_research.py --data DIR --gamma   # zerolm-gamma vs its nearest baselines, paired
+
+DIR holds ``nasbench-bert-flexibert/BERT_benchmark.json`` and ``lts-gpt2-archai/random_*_lm1b.json``
+(default: ``$ZEROLM_PRUNE_DATA``, else ``data/`` at the top of the repository).
 
 Every candidate is a data-free function of the random-init block matrices (no labels, no fitted
 constant). Candidates are compared on the same 30% fit split that ``bench`` uses for alpha
@@ -13,19 +16,28 @@ models) and LTS GPT-2. ``--rows report`` prints the held-out rows for the write-
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import kendalltau
 
-from .arch import Arch, circuit_capacity, draw_sq_mass
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-DATA = Path("/work/shared/data")
+from zerolm_prune.bench import lts, nasbench_bert  # noqa: E402
+from zerolm_prune.bench.arch import Arch, circuit_capacity, draw_sq_mass  # noqa: E402
+from zerolm_prune.bench.run import features, proxy_scores  # noqa: E402
+from zerolm_prune.bench.spectral import mp_expectations  # noqa: E402
+from zerolm_prune.proxy.alpha import exponent_by_sampling  # noqa: E402
+
+#: where the labelled benchmark files live (``--data`` overrides)
+DATA = Path(os.environ.get("ZEROLM_PRUNE_DATA") or ROOT / "data")
 
 
 def candidates(arch: Arch, index: int, seed: int = 0) -> dict[str, float]:
     """Every variant tried, successes and failures, for one architecture."""
-    from ..proxy.spectral import mp_expectations
-
     rng = np.random.default_rng([seed, index])
     pairs = list(arch.matrices())
     mats = [m for _, m in pairs]
@@ -83,8 +95,6 @@ def paired_difference(a: np.ndarray, b: np.ndarray, y: np.ndarray, *, resamples:
     Why paired: two proxies scored on the same rows share the rows' noise, so the interval of the
     difference is much narrower than the overlap of two separate intervals suggests.
     """
-    from scipy.stats import kendalltau
-
     rng = np.random.default_rng(seed)
     diffs = []
     for _ in range(resamples):
@@ -94,17 +104,13 @@ def paired_difference(a: np.ndarray, b: np.ndarray, y: np.ndarray, *, resamples:
     return float(kendalltau(a, y).statistic - kendalltau(b, y).statistic), float(lo), float(hi)
 
 
-def gamma_report() -> None:
+def gamma_report(data: Path = DATA) -> None:
     """zerolm-gamma (fitted on the fit rows, as ``bench`` fits it) minus the baselines nearest to it,
     on the report rows."""
-    from ..proxy.alpha import exponent_by_sampling
-    from . import lts, nasbench_bert
-    from .run import features, proxy_scores
-
-    cases = [("nasbench-bert/trained-as", nasbench_bert.load(DATA / "nasbench-bert-flexibert" / "BERT_benchmark.json",
+    cases = [("nasbench-bert/trained-as", nasbench_bert.load(data / "nasbench-bert-flexibert" / "BERT_benchmark.json",
                                                              "trained-as"), ("hidden-x-layers", "depth-then-width")),
-             ("lts/gpt2", lts.load(DATA / "lts-gpt2-archai" / "random_GPT2_lm1b.json"), ("nonemb-params", "magnitude")),
-             ("lts/transxl", lts.load(DATA / "lts-gpt2-archai" / "random_TransXL_lm1b.json"), ("nonemb-params", "macs"))]
+             ("lts/gpt2", lts.load(data / "lts-gpt2-archai" / "random_GPT2_lm1b.json"), ("nonemb-params", "magnitude")),
+             ("lts/transxl", lts.load(data / "lts-gpt2-archai" / "random_TransXL_lm1b.json"), ("nonemb-params", "macs"))]
     print("zerolm-gamma minus baseline, Kendall tau on the report rows (paired bootstrap 95%)")
     for name, archs, others in cases:
         feat = features(archs, grad=False)
@@ -118,21 +124,19 @@ def gamma_report() -> None:
 
 
 def main() -> None:
-    from scipy.stats import kendalltau
-
-    from . import lts, nasbench_bert
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", choices=("fit", "report"), default="fit")
     parser.add_argument("--gamma", action="store_true", help="paired comparison of zerolm-gamma with its baselines")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of the benchmark files (default: %(default)s)")
     args = parser.parse_args()
+    data = args.data
     if args.gamma:
-        gamma_report()
+        gamma_report(data)
         return
-    bert = DATA / "nasbench-bert-flexibert" / "BERT_benchmark.json"
+    bert = data / "nasbench-bert-flexibert" / "BERT_benchmark.json"
     sets = {f"nasbench-bert/{r}": nasbench_bert.load(bert, r) for r in nasbench_bert.READINGS}
-    sets["lts/gpt2"] = lts.load(DATA / "lts-gpt2-archai" / "random_GPT2_lm1b.json")
-    sets["lts/transxl"] = lts.load(DATA / "lts-gpt2-archai" / "random_TransXL_lm1b.json")
+    sets["lts/gpt2"] = lts.load(data / "lts-gpt2-archai" / "random_GPT2_lm1b.json")
+    sets["lts/transxl"] = lts.load(data / "lts-gpt2-archai" / "random_TransXL_lm1b.json")
     taus: dict[str, dict[str, float]] = {}
     for name, archs in sets.items():
         rows = split(len(archs))[0 if args.rows == "fit" else 1]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from zerolm_prune.search import nsga2_search, pareto_front, random_search, top_k
+from zerolm_prune.search import pareto_front, top_k
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the sampling baselines are benchmark code
+from benchmarks.search_baselines import nsga2_search, random_search  # noqa: E402
 
 
 def enumerate_all(values, costs):

@@ -35,7 +35,7 @@ RECOMMENDED = "spectral-erank"
 def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: int = 128,
              progress: bool = False) -> dict[str, np.ndarray]:
     """Per-row quantities every proxy is computed from (random init drawn per row, seeded)."""
-    from ..proxy.spectral import mp_expectations
+    from .spectral import mp_expectations
 
     from ..proxy.alpha import GAMMA_GRID
     from .surrogate import expected_synflow

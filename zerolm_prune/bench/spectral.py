@@ -1,4 +1,4 @@
-"""Exact-SVD spectral variants of ZeroLM capacity, computed only when asked.
+"""Exact-SVD spectral variants of ZeroLM capacity, for the proxy benchmarks (``zerolm-prune bench``).
 
 ZeroLM's C(W) is the mean *squared* singular value, which needs no SVD. Other summaries of the
 spectrum are plausible capacity measures too, and cost an SVD each:
@@ -10,8 +10,7 @@ spectrum are plausible capacity measures too, and cost an SVD each:
 * ``effective_rank`` exp(entropy of sigma / sum sigma) (Roy & Vetterli, 2007)
 * ``stable_rank``    ||W||_F^2 / sigma_max^2
 
-``subnet_spectral`` slices a model's matrices as a subnet says (same unit orders as the capacity
-table and the materializer) and sums a variant per module. ``mp_expectations`` gives the same
+``mp_expectations`` gives the same
 quantities for an i.i.d. Gaussian matrix at init from the Marchenko-Pastur law, so random-init
 benchmarks can use them without building or decomposing thousands of matrices.
 """
@@ -20,13 +19,10 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..models.base import ArchAdapter
-    from ..space import Subnet
+import torch
 
 VARIANTS = ("capacity", "mean_sigma", "nuclear", "energy", "effective_rank", "stable_rank")
 
@@ -51,48 +47,10 @@ def spectrum_stats(sigma: Any) -> dict[str, float]:
 
 def matrix_stats(weight: Any) -> dict[str, float]:
     """``spectrum_stats`` of one matrix via ``torch.linalg.svdvals`` in float64."""
-    import torch
-
     w = torch.as_tensor(weight).detach().double()
     if min(w.shape) == 0:
         return spectrum_stats([])
     return spectrum_stats(torch.linalg.svdvals(w).numpy())
-
-
-def subnet_spectral(model: Any, subnet: "Subnet", *, kind: str = "effective_rank", order: str = "prefix",
-                    adapter: "ArchAdapter | None" = None) -> dict[str, float]:
-    """``{"attn": .., "ffn": ..}``: variant ``kind`` summed over the subnet's sliced matrices.
-
-    One SVD per matrix per layer: use it to study a few subnets, not to search a space.
-    """
-    import torch
-
-    from ..errors import UserError
-    from ..models import get_adapter
-    from .importance import ffn_channel_order, head_group_order, unit_layout
-
-    if kind not in VARIANTS:
-        raise UserError(f"unknown spectral variant {kind!r}; choose one of: {', '.join(VARIANTS)}")
-    adapter = adapter or get_adapter(model)
-    out = {"attn": 0.0, "ffn": 0.0}
-    for i, choice in enumerate(subnet.layers):
-        geo = adapter.geometry(i)
-        layer = adapter.layers(model)[i]
-        groups = head_group_order(adapter, model, i, order)[: choice.heads // geo.heads_per_kv_group]
-        chans = ffn_channel_order(adapter, model, i, order)[: choice.ffn]
-        for proj in adapter.projections:
-            layout = unit_layout(geo, proj.role)
-            w = adapter.projection_weight(layer, proj).detach()
-            units = groups if layout.kind == "heads" else chans
-            if proj.role == "qkv":
-                d, hd = geo.hidden_size, geo.head_dim
-                idx = [part * d + u * hd + j for part in range(3) for u in units for j in range(hd)]
-            else:
-                idx = [u * layout.unit_size + j for u in units for j in range(layout.unit_size)]
-            index = torch.as_tensor(idx, dtype=torch.long)
-            w = w.index_select(layout.axis, index)
-            out[proj.module] += matrix_stats(w)[kind]
-    return out
 
 
 # ---- Marchenko-Pastur expectations at init --------------------------------------------------------

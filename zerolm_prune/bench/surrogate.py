@@ -79,7 +79,7 @@ def gradient_scores(arch: "Arch", seed: int = 0) -> dict[str, float]:
 
     import torch
 
-    from ..proxy.baselines import snip, synflow
+    from .baselines import snip, synflow
 
     net = build_surrogate(arch, seed)
     h = arch.blocks[0].hidden

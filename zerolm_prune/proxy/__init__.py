@@ -1,8 +1,8 @@
-"""Data-free proxies: ZeroLM capacity (table over a search space), alpha selection, baselines.
+"""Data-free proxies: ZeroLM capacity (table over a search space) and alpha selection.
 
-Modules: ``capacity`` (C(W) and ``CapacityTable``), ``importance`` (which heads/channels a slice
-keeps), ``spectral`` (exact-SVD variants, on demand), ``alpha`` (choosing alpha), ``baselines``
-(size counts, magnitude, random, SynFlow/SNIP).
+Modules: ``capacity`` (C(W) and ``CapacityTable``), ``importance`` (per-unit weight scores: which
+heads/channels the capacity order keeps), ``alpha`` (choosing alpha). The exact-SVD variants and
+the gradient baselines the proxy benchmarks compare against live in ``zerolm_prune.bench``.
 """
 
 from .capacity import CapacityTable, capacity

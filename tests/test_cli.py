@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from zerolm_prune.cli import main
 
 
@@ -48,6 +50,19 @@ def test_unsupported_config_folder(tmp_path):
     assert proc.returncode == 2 and "supported model types" in proc.stderr
 
 
+#: every step of the flow has a subcommand; a module of commands/ that fails to register drops out
+FLOW = ("info", "space", "rank", "prune", "score", "eval", "publish", "bench", "run", "demo")
+
+
 def test_help_lists_commands():
+    """--help lists each subcommand (name and its help line) in the COMMAND section, in flow order;
+    the words of the description printed above it do not count."""
     proc = run_cli("--help")
-    assert proc.returncode == 0 and "info" in proc.stdout
+    assert proc.returncode == 0
+    section = proc.stdout.split("\n  COMMAND\n", 1)[1]
+    listed = [line.split()[0] for line in section.splitlines() if line.startswith("    ") and not line.startswith("     ")]
+    assert [c for c in listed if c in FLOW] == list(FLOW)
+    for name in listed:  # each listed one is a working subcommand with its own help
+        with pytest.raises(SystemExit) as stop:
+            main([name, "--help"])
+        assert stop.value.code == 0

@@ -259,8 +259,17 @@ def test_validate_subnet_errors_name_the_layer():
 
 
 def test_bert_heads_need_no_groups():
-    adapter = get_adapter(tiny_bert_config())
-    validate_subnet(Subnet([LayerChoice(5, 80), LayerChoice(1, 3)]), adapter)
+    """Multi-head attention: every head count 1..num_heads is a whole unit; under GQA the same
+    odd counts would split a KV group. Out-of-range counts stay errors on both."""
+    bert = get_adapter(tiny_bert_config())  # 6 heads, MHA
+    for heads in range(1, 7):
+        validate_subnet(Subnet([LayerChoice(heads, 80), LayerChoice(1, 3)]), bert)
+    for heads in (0, 7):
+        with pytest.raises(UserError, match="outside 1..6"):
+            validate_subnet(Subnet([LayerChoice(heads, 80), LayerChoice(1, 3)]), bert)
+    llama = get_adapter(tiny_llama_config())  # 8 heads, 2 KV heads: groups of 4
+    with pytest.raises(UserError, match="splits a KV group"):
+        validate_subnet(Subnet([LayerChoice(5, 96)] * 3), llama)
 
 
 # ---- CLI --------------------------------------------------------------------------------------

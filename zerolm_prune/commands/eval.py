@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ..proxy.capacity import ORDERS
+from ..units import ORDER_NAMES
 from .common import add_model_options, positive_int
 
 ORDER = 50
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("model", metavar="MODEL_OR_DIR", help="built-in asset (smollm2-135m, minilm-l6), folder or hub id")
     p.add_argument("--subnets", default=None, help="ranked.json from `zerolm-prune rank` (path#k for one entry)")
-    p.add_argument("--order", choices=ORDERS, default=None,
+    p.add_argument("--order", choices=ORDER_NAMES, default=None,
                    help="which heads/channels a subnet keeps: prefix (as LoNAS trained them), capacity, selfgen "
                    "(units ranked by what they write on text the model generates itself, much lower perplexity "
                    "on SmolLM2) or energy; default: the order the ranked file was scored with, cutting the exact "
@@ -83,13 +83,8 @@ def _silence_tqdm() -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
-    from ..evaluate import (
-        RESULTS_FILE,
-        SCATTER_FILE,
-        TABLE_FILE,
-        parse_batch_size,
-        run_candidates,
-    )
+    from ..eval_runs import run_candidates
+    from ..evaluate import RESULTS_FILE, SCATTER_FILE, TABLE_FILE, parse_batch_size
 
     if args.quiet:
         _silence_tqdm()

@@ -18,6 +18,7 @@ place at the end, so an interrupted save never leaves a folder that looks comple
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from torch import nn
 
 from .atomic import default_mode
 from .errors import UserError
+from .safetensors_io import SafetensorsReader, read_safetensors_header, write_safetensors  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = 1
 MODELING_FILE = "modeling_zerolm.py"
@@ -237,133 +239,6 @@ def load_pruned(folder: str | Path, device: str | None = None, *, dtype: Any = N
     return model, tokenizer
 
 
-# ---- safetensors I/O without whole-file buffers -------------------------------------------------------
-#
-# ``safetensors.torch.save_file`` serializes every tensor to ``bytes`` before writing (one more full
-# copy of the model), and ``safe_open`` memory-maps the input, whose touched pages stay resident
-# until the file closes. Pruning should hold about one model, so these helpers read one tensor at
-# a time with plain reads and write each tensor straight from its storage into its place in the
-# file; only the header (shapes and offsets, known in advance) is built up front.
-
-_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
-           "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
-
-
-def _torch_dtype(code: str):
-    import torch
-
-    if code not in _DTYPES:
-        raise UserError(f"safetensors dtype {code} is not supported for streaming; use --in-memory")
-    return getattr(torch, _DTYPES[code])
-
-
-def _dtype_code(dtype) -> str:
-    name = str(dtype).replace("torch.", "")
-    for code, torch_name in _DTYPES.items():
-        if torch_name == name:
-            return code
-    raise UserError(f"cannot write dtype {dtype} to safetensors")
-
-
-def read_safetensors_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], int]:
-    """(tensor name -> {dtype, shape, data_offsets}, byte offset of the data section)."""
-    import struct
-
-    with open(path, "rb") as fh:
-        (n,) = struct.unpack("<Q", fh.read(8))
-        header = json.loads(fh.read(n))
-    header.pop("__metadata__", None)
-    return header, 8 + n
-
-
-class SafetensorsReader:
-    """Reads one tensor at a time into fresh memory (no mmap, nothing else stays resident)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.header, self.data_start = read_safetensors_header(self.path)
-        self._fh = open(self.path, "rb")
-
-    def keys(self) -> list[str]:
-        return list(self.header)
-
-    def get(self, name: str):
-        import torch
-
-        info = self.header[name]
-        begin, end = info["data_offsets"]
-        dtype = _torch_dtype(info["dtype"])
-        if end == begin:
-            return torch.empty(info["shape"], dtype=dtype)
-        buf = bytearray(end - begin)
-        self._fh.seek(self.data_start + begin)
-        self._fh.readinto(buf)
-        return torch.frombuffer(buf, dtype=dtype).reshape(info["shape"])
-
-    def close(self) -> None:
-        self._fh.close()
-
-    def __enter__(self) -> "SafetensorsReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def write_safetensors(folder: Path, entries: list[tuple[str, tuple[int, ...], Any, Any]], *,
-                      max_shard_bytes: int = 5 * 1024**3) -> list[str]:
-    """Write ``(name, shape, dtype, produce)`` entries, calling ``produce()`` for one tensor at a time.
-
-    Shards of at most ``max_shard_bytes`` (``model.safetensors`` when one suffices, else
-    ``model-0000k-of-0000n.safetensors`` + index, as transformers writes them). Returns file names.
-    """
-    import math
-    import struct
-
-    import torch
-
-    sized = []
-    for name, shape, dtype, produce in entries:
-        nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
-        sized.append((name, tuple(int(d) for d in shape), dtype, produce, nbytes))
-    shards: list[list[tuple]] = [[]]
-    used = 0
-    for item in sized:
-        if shards[-1] and used + item[4] > max_shard_bytes:
-            shards.append([])
-            used = 0
-        shards[-1].append(item)
-        used += item[4]
-    names = (["model.safetensors"] if len(shards) == 1 else
-             [f"model-{k:05d}-of-{len(shards):05d}.safetensors" for k in range(1, len(shards) + 1)])
-    weight_map: dict[str, str] = {}
-    total = 0
-    for file_name, shard in zip(names, shards):
-        header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-        offset = 0
-        for name, shape, dtype, _produce, nbytes in shard:
-            header[name] = {"dtype": _dtype_code(dtype), "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-            offset += nbytes
-            weight_map[name] = file_name
-        raw = json.dumps(header, separators=(",", ":")).encode()
-        raw += b" " * (-len(raw) % 8)
-        with open(folder / file_name, "wb") as fh:
-            fh.write(struct.pack("<Q", len(raw)))
-            fh.write(raw)
-            for name, shape, dtype, produce, nbytes in shard:
-                tensor = produce()
-                if tuple(tensor.shape) != shape or tensor.dtype != dtype:
-                    raise RuntimeError(f"{name}: produced {tuple(tensor.shape)} {tensor.dtype}, planned {shape} {dtype}")
-                if nbytes:
-                    fh.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
-                del tensor
-        total += offset
-    if len(names) > 1:
-        (folder / "model.safetensors.index.json").write_text(json.dumps(
-            {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, indent=2))
-    return names
-
-
 def save_model_files(model: nn.Module, folder: Path, *, max_shard_bytes: int = 5 * 1024**3) -> None:
     """config.json, generation_config.json and the weights of ``model``, one tensor at a time.
 
@@ -389,112 +264,13 @@ def save_model_files(model: nn.Module, folder: Path, *, max_shard_bytes: int = 5
     write_safetensors(folder, entries, max_shard_bytes=max_shard_bytes)
 
 
-# ---- DeciLM / nemotron-nas export -------------------------------------------------------------------
-
-def _find_multiple(n: int, k: int) -> int:
-    return n if n % k == 0 else n + k - n % k
+#: the DeciLM / nemotron-nas export lives in ``decilm``; these old import paths keep working
+_MOVED = ("decilm_ffn_mult", "decilm_block_configs", "save_decilm", "decilm_layer_shapes", "load_decilm_as_llama")
 
 
-def decilm_ffn_mult(width: int, hidden: int) -> float | None:
-    """An ``ffn_mult`` that DeciLM turns back into exactly ``width``, or None if none exists.
-
-    DeciLM derives the FFN width as ``find_multiple(int(2 * ffn_mult * hidden / 3), 256)``, so only
-    multiples of 256 are reachable.
-    """
-    if width % 256:
-        return None
-    for mult in (round(1.5 * width / hidden, 6), round(1.5 * width / hidden, 10), 1.5 * width / hidden):
-        if _find_multiple(int(2 * mult * hidden / 3), 256) == width:
-            return mult
-    return None
-
-
-def decilm_block_configs(model_or_config: Any) -> list[dict[str, Any]]:
-    """``block_configs`` of NVIDIA's nemotron-nas (DeciLM) format for a materialized LLaMA-family model.
-
-    DeciLM keeps every layer's query heads and varies only the KV heads (``n_heads_in_group`` =
-    query heads per KV head) and the FFN width (``ffn_mult``). Our subnets drop whole KV groups
-    together with their query heads, so a subnet fits only if every layer keeps all query heads
-    and every FFN width is a multiple of 256; otherwise a UserError says why.
-    """
-    from .models import get_adapter
-
-    adapter = get_adapter(model_or_config)
-    if adapter.family != "llama":
-        raise UserError("the DeciLM (nemotron-nas) format exists for LLaMA-family models only")
-    config = adapter.config
-    full_heads = int(config.num_attention_heads)
-    blocks = []
-    for geo in adapter.geometries():
-        if geo.num_heads != full_heads:
-            raise UserError(f"layer {geo.index} keeps {geo.num_heads} of {full_heads} query heads; DeciLM keeps all "
-                            "query heads per layer, so only FFN-pruned subnets fit the nemotron-nas format")
-        mult = decilm_ffn_mult(geo.ffn_dim, adapter.hidden_size)
-        if mult is None:
-            raise UserError(f"layer {geo.index}: FFN width {geo.ffn_dim} is not a multiple of 256, which DeciLM's "
-                            "ffn_mult cannot express; pick FFN widths in steps of 256")
-        blocks.append({
-            "attention": {"n_heads_in_group": geo.num_heads // geo.num_kv_heads, "no_op": False,
-                          "replace_with_linear": False, "sparsify": None},
-            "ffn": {"ffn_mult": mult, "no_op": False, "replace_with_linear": False, "sparsify": None},
-        })
-    return blocks
-
-
-def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None, subnet: Any = None,
-                overwrite: bool = False, source: str | None = None) -> Path:
-    """Write a nemotron-nas (``DeciLMForCausalLM``) folder: LLaMA weight names, ``block_configs``.
-
-    vLLM serves this architecture natively; transformers needs NVIDIA's modelling code from the
-    hub (not shipped here), so ``load_decilm_as_llama`` reads it back for checks.
-    """
-    blocks = decilm_block_configs(model)
-    out = Path(out_dir).expanduser().resolve()
-    check_target(out, _source_dir(model), overwrite)
-    with staged_dir(out) as tmp:
-        save_model_files(model, tmp)
-        path = tmp / "config.json"
-        config = json.loads(path.read_text())
-        for key in ("layer_shapes", "auto_map", "_name_or_path", "num_key_value_heads", "intermediate_size"):
-            config.pop(key, None)
-        config.update({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "block_configs": blocks})
-        order = getattr(model, "zerolm_prune_order", None)
-        meta = pruned_metadata(model.config, subnet=subnet, source=source, extra={"order": order} if order else None)
-        meta["format"] = "nemotron-nas"
-        config["zerolm_prune"] = meta
-        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-    return out
-
-
-def decilm_layer_shapes(config: dict[str, Any]) -> list[dict[str, int]]:
-    """Per-layer shapes a nemotron-nas config describes (DeciLM's own width formula)."""
-    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-    shapes = []
-    for block in config["block_configs"]:
-        attn, ffn = block["attention"], block["ffn"]
-        if attn.get("no_op") or attn.get("replace_with_linear") or ffn.get("no_op") or ffn.get("replace_with_linear"):
-            raise UserError("no-op / linear-replacement blocks are not supported")
-        width = _find_multiple(int(2 * float(ffn["ffn_mult"]) * hidden / 3), 256)
-        shapes.append({"num_attention_heads": heads, "num_key_value_heads": heads // int(attn["n_heads_in_group"]),
-                       "intermediate_size": width})
-    return shapes
-
-
-def load_decilm_as_llama(folder: str | Path) -> nn.Module:
-    """Read a nemotron-nas folder into our per-layer LLaMA class (for round-trip checks)."""
-    import torch
-    from transformers import LlamaConfig
-
-    from .modeling.modeling_zerolm import ZeroLMLlamaForCausalLM
-
-    raw = read_config(folder)
-    shapes = decilm_layer_shapes(raw)
-    fields = {k: v for k, v in raw.items() if k not in ("block_configs", "model_type", "architectures", "zerolm_prune")}
-    fields["num_key_value_heads"] = fields["num_attention_heads"]
-    fields["intermediate_size"] = max(s["intermediate_size"] for s in shapes)
-    config = LlamaConfig(**fields)
-    config.layer_shapes = shapes
-    model = ZeroLMLlamaForCausalLM.from_pretrained(str(folder), config=config, dtype=torch.float32)
-    return model.eval()
+def __getattr__(name: str) -> Any:
+    """``from zerolm_prune.checkpoint import save_decilm`` and friends, for code written before the
+    split (loaded by name, so the import graph keeps decilm -> checkpoint only)."""
+    if name in _MOVED:
+        return getattr(importlib.import_module(f"{__package__}.decilm"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

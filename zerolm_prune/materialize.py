@@ -526,6 +526,6 @@ class _StreamedLayerModel:
 
 
 def _dtype_of(code: str):
-    from .checkpoint import _torch_dtype
+    from .safetensors_io import _torch_dtype
 
     return _torch_dtype(code)

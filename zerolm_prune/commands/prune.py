@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 def read_subnet(spec: str) -> tuple[Any, dict[str, Any]]:
     """``(Subnet, entry)`` from ``ranked.json[#k]`` (default: entry 0, the best) or a bare Subnet JSON."""
     from ..errors import UserError
-    from ..search import read_ranked
+    from ..ranked import read_ranked
     from ..space import Subnet
 
     entry = dict(read_ranked(spec)[0])
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     from .. import lora
-    from ..checkpoint import save_decilm, save_pretrained
+    from ..checkpoint import save_pretrained
+    from ..decilm import save_decilm
     from ..errors import UserError
     from ..loading import load_config, load_model, resolve
     from ..materialize import can_stream, check_subnet, materialize

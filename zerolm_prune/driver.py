@@ -388,7 +388,7 @@ def prune_to_budget(
             if document is not None and document.get("order") == order:
                 # the reused ranking gets the dict this run cuts with, so a later `prune` of
                 # ranked.json writes the same checkpoints as this run (not a third recomputation)
-                from .search import write_ranked
+                from .ranked import write_ranked
 
                 write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)
 
@@ -426,7 +426,7 @@ def prune_to_budget(
         _plot_front(out / FRONT_FILE, table, search_space, candidates, budget_info, scoring,
                     title=f"{model}: exact front under {by}, ranker {ranker}"
                     + (f", alpha {float(alpha):g}" if ranker == "zerolm" else ""))
-        from .search import write_ranked
+        from .ranked import write_ranked
 
         write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)  # + ranked.orders.json
     candidates = document["subnets"]

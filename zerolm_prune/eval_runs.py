@@ -22,7 +22,7 @@ from .loading import load_model
 from .materialize import materialize, resolve_order
 from .models import get_adapter
 from .report_plots import proxy_scatter
-from .search import read_ranked
+from .ranked import read_ranked
 from .space import Subnet
 from .tasks import TASKS
 from .units import load_orders, ranked_orders_file

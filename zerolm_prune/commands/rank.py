@@ -229,7 +229,8 @@ def format_table(entries: list[dict], full: int, by: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import check_search, resolve_budget, write_ranked
+    from ..ranked import write_ranked
+    from ..search import check_search, resolve_budget
     from ..space import load_space
     from .space import human, size_text
 

@@ -40,7 +40,7 @@ def _write(path: str, doc: dict) -> None:
 def read_subnets(path: str) -> tuple[list, dict]:
     """(subnets, the document's other keys) of a ranked.json; UserError on anything malformed."""
     from ..errors import UserError
-    from ..search import read_ranked
+    from ..ranked import read_ranked
     from ..space import Subnet
 
     entries = read_ranked(path)

@@ -1,5 +1,6 @@
 """The DeciLM / nemotron-nas export: a pruned LLaMA-family model as vLLM's ``nemotron_nas``
-architecture reads it (per-layer FFN multipliers, whole-attention removal), and back.
+architecture reads it (per-layer FFN multipliers, whole-attention removal). Reading such a folder
+back is ``checkpoint.load_decilm_as_llama`` (``load_pruned`` reads every pruned folder).
 """
 
 from __future__ import annotations
@@ -8,18 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
-from transformers import LlamaConfig
 
-from .checkpoint import _source_dir, check_target, pruned_metadata, read_config, save_model_files, staged_dir
+from .checkpoint import _find_multiple, _source_dir, check_target, pruned_metadata, save_model_files, staged_dir
 from .errors import UserError
-from .modeling.modeling_zerolm import ZeroLMLlamaForCausalLM
 from .models import get_adapter
-
-
-def _find_multiple(n: int, k: int) -> int:
-    return n if n % k == 0 else n + k - n % k
 
 
 def decilm_ffn_mult(width: int, hidden: int) -> float | None:
@@ -91,30 +85,3 @@ def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None,
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
     return out
-
-
-def decilm_layer_shapes(config: dict[str, Any]) -> list[dict[str, int]]:
-    """Per-layer shapes a nemotron-nas config describes (DeciLM's own width formula)."""
-    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-    shapes = []
-    for block in config["block_configs"]:
-        attn, ffn = block["attention"], block["ffn"]
-        if attn.get("no_op") or attn.get("replace_with_linear") or ffn.get("no_op") or ffn.get("replace_with_linear"):
-            raise UserError("no-op / linear-replacement blocks are not supported")
-        width = _find_multiple(int(2 * float(ffn["ffn_mult"]) * hidden / 3), 256)
-        shapes.append({"num_attention_heads": heads, "num_key_value_heads": heads // int(attn["n_heads_in_group"]),
-                       "intermediate_size": width})
-    return shapes
-
-
-def load_decilm_as_llama(folder: str | Path) -> nn.Module:
-    """Read a nemotron-nas folder into our per-layer LLaMA class (for round-trip checks)."""
-    raw = read_config(folder)
-    shapes = decilm_layer_shapes(raw)
-    fields = {k: v for k, v in raw.items() if k not in ("block_configs", "model_type", "architectures", "zerolm_prune")}
-    fields["num_key_value_heads"] = fields["num_attention_heads"]
-    fields["intermediate_size"] = max(s["intermediate_size"] for s in shapes)
-    config = LlamaConfig(**fields)
-    config.layer_shapes = shapes
-    model = ZeroLMLlamaForCausalLM.from_pretrained(str(folder), config=config, dtype=torch.float32)
-    return model.eval()

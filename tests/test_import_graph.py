@@ -1,10 +1,11 @@
 """The package's import graph has no cycle: data flows one way (ARCHITECTURE.md).
 
 The graph is read from the source with ``ast`` (nothing is imported): an edge A -> B for every
-``import``/``from ... import`` in module A that names a module B of the package, whether it sits at
-module top or inside a function (a lazy import still ties A to B). ``if TYPE_CHECKING:`` blocks are
-skipped: annotations only. ``from . import name`` is an edge to the submodule ``name`` when there is
-one, else to the package. Run ``python -m tests.test_import_graph`` to print the graph.
+``import``/``from ... import`` in module A that names a module B of the package, wherever it sits:
+at module top, inside a function (a lazy import still ties A to B) or under ``if TYPE_CHECKING:``
+(an annotation is a dependency too; ``strict=False`` leaves those out). ``from . import name`` is an
+edge to the submodule ``name`` when there is one, else to the package. Run
+``python -m tests.test_import_graph`` to print the graph.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST):
-    """Import nodes of ``tree``, TYPE_CHECKING blocks left out."""
+def _imports(tree: ast.AST, strict: bool = True):
+    """Import nodes of ``tree`` (without ``strict``, TYPE_CHECKING blocks left out)."""
     stack = [tree]
     while stack:
         node = stack.pop()
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
+            if not strict and isinstance(child, ast.If) and _is_type_checking(child):
                 stack.extend(child.orelse)
                 continue
             if isinstance(child, (ast.Import, ast.ImportFrom)):
@@ -43,14 +44,14 @@ def _imports(tree: ast.AST):
             stack.append(child)
 
 
-def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+def import_graph(package: Path = PACKAGE, *, strict: bool = True) -> dict[str, set[str]]:
     """module -> the package modules it imports (see the module docstring)."""
     files = {_module_name(p, package): p for p in package.rglob("*.py") if "__pycache__" not in p.parts}
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
         is_pkg = path.name == "__init__.py"
         here = name.split(".") if is_pkg else name.split(".")[:-1]
-        for node in _imports(ast.parse(path.read_text(), str(path))):
+        for node in _imports(ast.parse(path.read_text(), str(path)), strict):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -115,7 +116,8 @@ def test_no_import_cycles():
 
 
 def test_the_check_sees_a_cycle(tmp_path):
-    """The checker itself: a two-module loop through a lazy import is reported."""
+    """The checker itself: a two-module loop through a lazy import is reported; an annotation-only
+    import is an edge too (unless not strict)."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -123,8 +125,9 @@ def test_the_check_sees_a_cycle(tmp_path):
     (pkg / "b.py").write_text("def f():\n    from . import a\n")
     (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import f\n")
     graph = import_graph(pkg)
-    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a"} and graph["pkg.c"] == set()
+    assert graph["pkg.a"] == {"pkg.b"} and graph["pkg.b"] == {"pkg.a"} and graph["pkg.c"] == {"pkg.a"}
     assert cycles(graph) == [["pkg.a", "pkg.b"]]
+    assert import_graph(pkg, strict=False)["pkg.c"] == set()
 
 
 if __name__ == "__main__":  # print the graph, one module a line

@@ -42,7 +42,7 @@ from .units import kept_kv_heads  # noqa: F401  (re-exported: the kept units liv
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.base import ArchAdapter, LayerGeometry, Projection
-    from .space import LayerChoice, Subnet
+    from .space.types import LayerChoice, Subnet
 
 
 # ---- shapes -----------------------------------------------------------------------------------

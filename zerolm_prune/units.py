@@ -35,7 +35,7 @@ from .loading import resolve
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models.base import ArchAdapter, LayerGeometry, Projection
-    from .space import LayerChoice
+    from .space.types import LayerChoice
 
 #: unit orders computed from the weights alone, layer by layer (no forward pass): the ones
 #: streaming folders and the capacity table can apply without loading the whole model

@@ -32,7 +32,7 @@ from .importance import UnitLayout, argsort_desc, unit_contribution, unit_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.base import ArchAdapter, LayerGeometry, Projection
-    from ..space import LayerChoice, SearchSpace, Subnet
+    from ..space.types import LayerChoice, SearchSpace, Subnet
 
 #: old name of ``units.ORDER_NAMES``, kept for imports
 ORDERS = ORDER_NAMES

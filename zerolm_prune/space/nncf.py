@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+from ..loading import load_config
 from .recipes import full_space, load_recipe, recipe_path
 from .types import LayerSpace, SearchSpace
 from .validate import _err, validate_space
@@ -47,8 +49,6 @@ def loads_lenient_json(text: str) -> Any:
 
 
 def _load_json_space(path: Path, *, model: str | None) -> SearchSpace:
-    from ..errors import UserError
-
     try:
         data = loads_lenient_json(path.read_text())
     except json.JSONDecodeError as err:
@@ -113,67 +113,25 @@ def import_nncf(width: dict, path: str | Path, *, model: str | None = None) -> S
     no model config: ``model`` is a recipe (its config, model name and LoRA settings are used and
     its groups must match the file's) or a MODEL (LoRA alpha then defaults to 2 x r_max, as LoNAS).
     """
-    from ..errors import UserError
-
     where = str(path)
-    if not model:
-        raise UserError(f"{where}: an NNCF file carries no model config; pass --model MODEL or a recipe "
-                        "(e.g. --model recipes/llama-7b-lonas.yaml)")
-    recipe = None
-    if Path(model).is_file() or recipe_path(model) is not None:
-        recipe = load_recipe(Path(model) if Path(model).is_file() else recipe_path(model))  # type: ignore[arg-type]
-        config_dict, model_name = recipe.config, recipe.model
-        adapter = recipe.adapter()
-    else:
-        from ..loading import load_config
-
-        base = full_space(load_config(model), model=model)
-        config_dict, model_name = base.config, model
-        adapter = base.adapter()
+    recipe, config_dict, model_name, adapter = _nncf_model(where, model)
     groups, widths = width.get("overwrite_groups"), width.get("overwrite_groups_widths")
     if not isinstance(groups, list) or not isinstance(widths, list) or len(groups) != len(widths):
         raise _err(where, "overwrite_groups_widths",
                    f"{len(widths) if isinstance(widths, list) else 'no'} width lists for "
                    f"{len(groups) if isinstance(groups, list) else 'no'} groups", "give one width list per group")
-    n = adapter.num_layers
     heads: dict[int, list[int]] = {}
     ffn: dict[int, list[int]] = {}
     ranks: dict[int, dict[str, list[int]]] = {}
     found_groups: dict[str, list[str]] = {}
     for k, (group, values) in enumerate(zip(groups, widths)):
         key = f"overwrite_groups[{k}]"
-        if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
-            raise _err(where, f"overwrite_groups_widths[{k}]", f"{values!r} is not a non-empty list of whole numbers",
-                       "write e.g. [32, 28]")
-        parsed = [_node_projection(str(node), adapter) for node in group]
-        if not parsed or any(p is None for p in parsed):
-            bad = next((node for node, p in zip(group, parsed) if p is None), "(empty group)")
-            raise _err(where, key, f"node {str(bad)[-80:]!r} is not a block projection of this {adapter.family} model",
-                       "check that --model is the model the NNCF file was written for")
-        layer_ids = {p[0] for p in parsed}  # type: ignore[index]
-        if len(layer_ids) != 1:
-            raise _err(where, key, f"spans layers {sorted(layer_ids)}", "give one group per layer")
-        layer = layer_ids.pop()
-        if layer >= n:
-            raise _err(where, key, f"refers to layer {layer} but the model has layers 0..{n - 1}",
-                       "pass the --model this NNCF file was written for")
-        bases = [p for p in parsed if p[2] == "base"]  # type: ignore[index]
+        layer, parsed = _group_layer(where, k, group, values, adapter)
+        bases = [p for p in parsed if p[2] == "base"]
         if bases:
-            modules = {p[1].module for p in bases}  # type: ignore[index]
-            target = ffn if "ffn" in modules else heads
-            if layer in target:
-                raise _err(where, key, f"layer {layer} has two {'FFN' if target is ffn else 'attention'} width groups",
-                           "merge them into one group")
-            if target is ffn:
-                target[layer] = list(values)
-            else:
-                head_dim = adapter.geometry(layer).head_dim
-                if any(v % head_dim for v in values):
-                    raise _err(where, f"overwrite_groups_widths[{k}]", f"attention widths {values} are not whole heads of {head_dim}",
-                               f"use multiples of {head_dim}")
-                target[layer] = [v // head_dim for v in values]
-        elif all(p[2] == "lora_A" for p in parsed):  # type: ignore[index]
-            names = list(dict.fromkeys(adapter.target_name(p[1]) for p in parsed))  # type: ignore[index]
+            _add_width(where, k, layer, values, {p[1].module for p in bases}, heads, ffn, adapter)
+        elif all(p[2] == "lora_A" for p in parsed):
+            names = list(dict.fromkeys(adapter.target_name(p[1]) for p in parsed))
             name = next((g for g, m in adapter.lora_groups.items() if set(m) == set(names)), "+".join(names))
             if recipe and recipe.lora:
                 name = next((g for g, m in recipe.lora.get("groups", {}).items() if set(m) == set(names)), None)
@@ -202,3 +160,54 @@ def import_nncf(width: dict, path: str | Path, *, model: str | None = None) -> S
                         name=f"{Path(where).stem} (LoNAS NNCF import)", source=where)
     validate_space(space, adapter)
     return space
+
+
+def _nncf_model(where: str, model: str | None) -> tuple[Any, Any, Any, Any]:
+    """(recipe or None, config dict, model name, adapter) of the model an NNCF file is read for."""
+    if not model:
+        raise UserError(f"{where}: an NNCF file carries no model config; pass --model MODEL or a recipe "
+                        "(e.g. --model recipes/llama-7b-lonas.yaml)")
+    if Path(model).is_file() or recipe_path(model) is not None:
+        recipe = load_recipe(Path(model) if Path(model).is_file() else recipe_path(model))  # type: ignore[arg-type]
+        return recipe, recipe.config, recipe.model, recipe.adapter()
+    base = full_space(load_config(model), model=model)
+    return None, base.config, model, base.adapter()
+
+
+def _group_layer(where: str, k: int, group: Any, values: Any, adapter: Any) -> tuple[int, list]:
+    """The one layer group ``k`` belongs to, and its parsed nodes; one-line errors otherwise."""
+    key = f"overwrite_groups[{k}]"
+    if not isinstance(values, list) or not values or not all(isinstance(v, int) for v in values):
+        raise _err(where, f"overwrite_groups_widths[{k}]", f"{values!r} is not a non-empty list of whole numbers",
+                   "write e.g. [32, 28]")
+    parsed = [_node_projection(str(node), adapter) for node in group]
+    if not parsed or any(p is None for p in parsed):
+        bad = next((node for node, p in zip(group, parsed) if p is None), "(empty group)")
+        raise _err(where, key, f"node {str(bad)[-80:]!r} is not a block projection of this {adapter.family} model",
+                   "check that --model is the model the NNCF file was written for")
+    layer_ids = {p[0] for p in parsed}  # type: ignore[index]
+    if len(layer_ids) != 1:
+        raise _err(where, key, f"spans layers {sorted(layer_ids)}", "give one group per layer")
+    layer = layer_ids.pop()
+    n = adapter.num_layers
+    if layer >= n:
+        raise _err(where, key, f"refers to layer {layer} but the model has layers 0..{n - 1}",
+                   "pass the --model this NNCF file was written for")
+    return layer, parsed  # type: ignore[return-value]
+
+
+def _add_width(where: str, k: int, layer: int, values: list[int], modules: set[str], heads: dict, ffn: dict,
+               adapter: Any) -> None:
+    """Record a width group: FFN widths as they are, attention widths as whole heads."""
+    target = ffn if "ffn" in modules else heads
+    if layer in target:
+        raise _err(where, f"overwrite_groups[{k}]", f"layer {layer} has two {'FFN' if target is ffn else 'attention'} "
+                   "width groups", "merge them into one group")
+    if target is ffn:
+        target[layer] = list(values)
+        return
+    head_dim = adapter.geometry(layer).head_dim
+    if any(v % head_dim for v in values):
+        raise _err(where, f"overwrite_groups_widths[{k}]", f"attention widths {values} are not whole heads of {head_dim}",
+                   f"use multiples of {head_dim}")
+    target[layer] = [v // head_dim for v in values]

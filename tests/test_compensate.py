@@ -91,3 +91,19 @@ def test_compensated_checkpoints_load_three_ways(tmp_path, tiny_llama):
         assert torch.equal(logits(peft_model, ids), want)  # LoRA B starts at zero
         lora = peft_model.base_model.model.model.layers[0].mlp.down_proj
         assert torch.equal(lora.base_layer.bias, package.model.layers[0].mlp.down_proj.bias)
+
+
+def test_sliced_compensated_computes_what_materialize_writes(tiny_llama):
+    from zerolm_prune.compensate import fluctuation_orders, sliced_compensated
+
+    text = SelfText(tiny_llama, seqs=2, length=16, seed=0)
+    means, orders = selfgen_means(tiny_llama, text=text), fluctuation_orders(tiny_llama, text=text)
+    subnet = subnet_of([4, 8, 4], [50, 96, 7])
+    ids = torch.randint(0, 128, (1, 9), generator=torch.Generator().manual_seed(1))
+    want = logits(materialize(tiny_llama, subnet, order=orders, compensate=means), ids)
+    before = logits(tiny_llama, ids)
+    with sliced_compensated(tiny_llama, subnet, orders=orders, means=means):
+        got = logits(tiny_llama, ids)
+    assert (got - want).abs().max().item() < 1e-5
+    assert torch.equal(logits(tiny_llama, ids), before)  # weights and (absent) biases restored
+    assert tiny_llama.model.layers[0].mlp.down_proj.bias is None

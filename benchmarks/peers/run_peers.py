@@ -27,6 +27,8 @@ from . import common as C
 from . import methods as M
 
 HERE = Path(__file__).resolve().parent
+OURS_CACHE = Path("/tmp/wt13/ours_table.json")  # not in git: a cache of the slow search table
+CTABLE_CACHE = Path("/tmp/wt13/ours_ctable.json")
 
 
 class Lazy:
@@ -60,18 +62,36 @@ class Lazy:
         return self.get("selfgen_stats", build)
 
     def ours(self):
+        """Our search table (selfgen order, selfgen-kl values), cached on disk between runs:
+        it is the slow part and does not depend on the budget."""
         def build():
-            from zerolm_prune.driver import make_scoring
+            import numpy as np
+
+            from zerolm_prune.driver import Scoring, make_scoring
             from zerolm_prune.models import get_adapter
             from zerolm_prune.proxy import CapacityTable
-            from zerolm_prune.rankers.orders import compute_orders
+            from zerolm_prune.rankers import get_ranker
+            from zerolm_prune.rankers.orders import compute_orders, validate_orders
             from zerolm_prune.space import load_space
 
             adapter = get_adapter(self.model)
             space = load_space("smollm2-135m", model="smollm2-135m")
+            if OURS_CACHE.is_file():
+                saved = json.loads(OURS_CACHE.read_text())
+                orders = validate_orders(saved["orders"], adapter)
+                table = CapacityTable.from_model(self.model, space, order=orders, adapter=adapter, progress=False)
+                ranker = get_ranker("selfgen", unit_order=orders, progress=False)
+                scoring = Scoring("selfgen", [np.array(v) for v in saved["values"]], ranker, 1.0)
+                self.times["ours_table_cached"] = saved["seconds"]
+                return adapter, orders, table, scoring
+            t = time.time()
             orders = compute_orders(self.model, "selfgen", adapter=adapter)
             table = CapacityTable.from_model(self.model, space, order=orders, adapter=adapter, progress=False)
             scoring = make_scoring(None, table, self.model, adapter, 1.0, progress=False, unit_orders=orders)
+            OURS_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            OURS_CACHE.write_text(json.dumps({"orders": {str(k): v for k, v in orders.items()},
+                                              "values": [v.tolist() for v in scoring.values],
+                                              "seconds": time.time() - t}))
             return adapter, orders, table, scoring
         return self.get("ours_table", build)
 
@@ -100,6 +120,26 @@ def prune(method: str, model, lazy: Lazy, budget: float, full: int):
     elif method == "shortgpt":
         M.shortgpt(net, lazy.stats(), budget, full)
         info["dropped_layers"] = net.shortgpt_dropped
+    elif method == "ours-fluc":  # our subnet, units by fluctuation on selfgen text, compensated
+        from zerolm_prune.compensate import fluctuation_orders
+        from zerolm_prune.driver import search_top_k
+        from zerolm_prune.materialize import materialize
+        from zerolm_prune.space import Subnet
+
+        del net
+        adapter, orders, table, scoring = lazy.ours()
+        best = search_top_k(table, scoring, budget=budget, top_k=1, model=model, adapter=adapter)[0]
+        fluc = lazy.get("fluc_orders", lambda: fluctuation_orders(model))
+        net = materialize(model, Subnet.from_dict(best["subnet"]), order=fluc, compensate=lazy.means())
+        info["subnet"] = best["subnet"]
+    elif method == "ours-ctable":  # search table and re-rank measured with the compensated cut
+        from zerolm_prune.materialize import materialize
+        from zerolm_prune.space import Subnet
+
+        del net
+        best, fluc = compensated_search(model, lazy, budget)
+        net = materialize(model, Subnet.from_dict(best["subnet"]), order=fluc, compensate=lazy.means())
+        info["subnet"] = best["subnet"]
     elif method in ("ours", "ours-comp"):
         from zerolm_prune.driver import search_top_k
         from zerolm_prune.materialize import materialize
@@ -114,6 +154,42 @@ def prune(method: str, model, lazy: Lazy, budget: float, full: int):
     else:
         raise SystemExit(f"unknown method {method}")
     return net, info
+
+
+def compensated_search(model, lazy: Lazy, budget: float):
+    """Our search with every measurement (selfgen-kl table, fidelity re-rank) taken on the
+    compensated cut under the fluctuation order (``compensate.sliced_compensated``)."""
+    import functools
+
+    import numpy as np
+
+    from zerolm_prune import compensate
+    from zerolm_prune.driver import Scoring, make_scoring, search_top_k
+    from zerolm_prune.models import get_adapter
+    from zerolm_prune.proxy import CapacityTable
+    from zerolm_prune.rankers import apply, get_ranker
+    from zerolm_prune.space import load_space
+
+    adapter = get_adapter(model)
+    space = load_space("smollm2-135m", model="smollm2-135m")
+    fluc = lazy.get("fluc_orders", lambda: compensate.fluctuation_orders(model))
+    means = lazy.means()
+    original = apply.sliced
+    apply.sliced = functools.partial(compensate.sliced_compensated, means=means)
+    try:
+        def build():
+            table = CapacityTable.from_model(model, space, order=fluc, adapter=adapter, progress=False)
+            if CTABLE_CACHE.is_file():
+                values = [np.array(v) for v in json.loads(CTABLE_CACHE.read_text())["values"]]
+                return table, Scoring("selfgen", values, get_ranker("selfgen", unit_order=fluc, progress=False), 1.0)
+            scoring = make_scoring(None, table, model, adapter, 1.0, progress=False, unit_orders=fluc)
+            CTABLE_CACHE.write_text(json.dumps({"values": [v.tolist() for v in scoring.values]}))
+            return table, scoring
+        table, scoring = lazy.get("ctable", build)
+        best = search_top_k(table, scoring, budget=budget, top_k=1, model=model, adapter=adapter)[0]
+    finally:
+        apply.sliced = original
+    return best, fluc
 
 
 def shape_of(net) -> list:
@@ -131,7 +207,9 @@ def shape_of(net) -> list:
 
 SHARED = {"flap": ["calib_ids", "stats"], "flap-nobias": ["calib_ids", "stats"], "wanda-sp": ["calib_ids", "stats"],
           "shortgpt": ["calib_ids", "stats"], "llm-pruner": ["calib_ids"], "flap-selfgen": ["selfgen_stats"],
-          "ours": ["ours_table"], "ours-comp": ["ours_table", "selfgen_means"]}
+          "ours": ["ours_table"], "ours-comp": ["ours_table", "selfgen_means"],
+          "ours-fluc": ["ours_table", "selfgen_means", "fluc_orders"],
+          "ours-ctable": ["ctable", "selfgen_means", "fluc_orders"]}
 
 
 def main(argv=None) -> None:
@@ -159,7 +237,8 @@ def main(argv=None) -> None:
                 continue
             t = time.time()
             net, info = prune(method, model, lazy, b, full)
-            seconds = time.time() - t + sum(lazy.times.get(k, 0.0) for k in SHARED.get(method, []))
+            shared = SHARED.get(method, []) + (["ours_table_cached"] if "ours_table" in SHARED.get(method, []) else [])
+            seconds = time.time() - t + sum(lazy.times.get(k, 0.0) for k in shared)
             row = {"method": method, "budget": b, "settings": settings, "params": C.n_params(net),
                    "params_frac": C.n_params(net) / full, "prune_s": seconds, "shape": shape_of(net), **info}
             for name, docs in texts.items():

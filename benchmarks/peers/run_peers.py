@@ -52,14 +52,18 @@ class Lazy:
     def stats(self):
         return self.get("stats", lambda: C.map_stats(self.model, self.calib()))
 
-    def selfgen_stats(self):
+    def selfgen_stats(self, seqs: int = 2):
         """FLAP's statistics on the self-generated text instead of calibration data."""
         def build():
             from zerolm_prune.rankers.selfgen import self_text
 
-            ids = self_text(self.model, seqs=2, length=128, seed=0)
+            ids = self_text(self.model, seqs=seqs, length=128, seed=0)
             return C.map_stats(self.model, ids, skip_first=1)
-        return self.get("selfgen_stats", build)
+        return self.get("selfgen_stats" if seqs == 2 else f"selfgen_stats{seqs}", build)
+
+    def means16(self):
+        """Compensation means on 16 x 128 self-generated tokens (the default uses 2 x 128)."""
+        return self.get("selfgen_means16", lambda: self.selfgen_stats(16).mean)
 
     def ours(self):
         """Our search table (selfgen order, selfgen-kl values), cached on disk between runs:
@@ -111,6 +115,18 @@ def prune(method: str, model, lazy: Lazy, budget: float, full: int):
         M.flap(net, lazy.stats(), budget, full, bias=method == "flap")
     elif method == "flap-selfgen":
         M.flap(net, lazy.selfgen_stats(), budget, full, bias=True)
+    elif method == "flap-selfgen16":
+        M.flap(net, lazy.selfgen_stats(16), budget, full, bias=True)
+    elif method == "ours-comp16":
+        from zerolm_prune.driver import search_top_k
+        from zerolm_prune.materialize import materialize
+        from zerolm_prune.space import Subnet
+
+        del net
+        adapter, orders, table, scoring = lazy.ours()
+        best = search_top_k(table, scoring, budget=budget, top_k=1, model=model, adapter=adapter)[0]
+        net = materialize(model, Subnet.from_dict(best["subnet"]), order=orders, compensate=lazy.means16())
+        info["subnet"] = best["subnet"]
     elif method == "wanda-sp":
         M.wanda_sp(net, lazy.stats(), budget, full)
     elif method == "l2":
@@ -209,7 +225,8 @@ SHARED = {"flap": ["calib_ids", "stats"], "flap-nobias": ["calib_ids", "stats"],
           "shortgpt": ["calib_ids", "stats"], "llm-pruner": ["calib_ids"], "flap-selfgen": ["selfgen_stats"],
           "ours": ["ours_table"], "ours-comp": ["ours_table", "selfgen_means"],
           "ours-fluc": ["ours_table", "selfgen_means", "fluc_orders"],
-          "ours-ctable": ["ctable", "selfgen_means", "fluc_orders"]}
+          "ours-ctable": ["ctable", "selfgen_means", "fluc_orders"],
+          "flap-selfgen16": ["selfgen_stats16"], "ours-comp16": ["ours_table", "selfgen_stats16", "selfgen_means16"]}
 
 
 def main(argv=None) -> None:

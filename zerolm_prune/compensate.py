@@ -192,15 +192,3 @@ def sliced_compensated(model: Any, subnet: Any, *, adapter: Any = None, orders: 
             for module, old in reversed(saved):
                 module.bias = old
 
-
-#: unit orders after which ``run``, ``prune`` and ``eval`` compensate by default: the selfgen order
-#: already runs the model on its own text, and on SmolLM2 at 0.8 of the whole model compensation
-#: lowered held-out perplexity on both texts of benchmarks/PEERS.md (0.96 [0.93, 0.98] on Wikipedia
-#: passages, 0.94 [0.92, 0.96] on LAMBADA fiction). Prefix/capacity (ZeroLM, LoNAS as published)
-#: stay uncompensated.
-COMPENSATED_ORDERS = ("selfgen",)
-
-
-def default_compensation(order_label: Any) -> bool:
-    """Whether a cut made with the unit order named ``order_label`` is compensated by default."""
-    return isinstance(order_label, str) and order_label in COMPENSATED_ORDERS

@@ -492,13 +492,10 @@ def _save_candidates(full_model, tokenizer, candidates: list[dict], document: di
     from .materialize import materialize
     from .space import Subnet
 
-    from .compensate import default_compensation
-
     todo = [c for c in candidates if not (folder / c["name"] / "config.json").is_file()]
-    compensate = default_compensation(document["order"]) if todo else False  # zerolm_prune/compensate.py
     for entry in tqdm(todo, desc="saving", disable=not progress or not todo):
         pruned = materialize(full_model, Subnet.from_dict(entry["subnet"]), order=unit_orders or document["order"],
-                             inplace=False, compensate=compensate)
+                             inplace=False)
         save_pretrained(pruned, folder / entry["name"], tokenizer=tokenizer, subnet=entry["subnet"],
                         card=_card_fields(entry, document), source=str(document["model"]),
                         metadata={"order": document["order"]})

@@ -462,9 +462,6 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
         from .models import get_adapter
 
         order = resolve_order(full_model, unit_orders if unit_orders is not None else order, get_adapter(full_model))
-    from .compensate import default_compensation
-
-    compensate = bool(entries) and default_compensation(settings["order"])  # as run/prune save them
     reference = None
     for cand in plan:
         previous = run.candidate(cand["name"])
@@ -479,8 +476,7 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
         else:
             from .materialize import materialize
 
-            net = materialize(full_model, Subnet.from_dict(subnet_dict), order=order, inplace=False,
-                              compensate=compensate)
+            net = materialize(full_model, Subnet.from_dict(subnet_dict), order=order, inplace=False)
         record = previous or {
             "name": cand["name"], "params": _count_params(net), "score": entry.get("score") if entry else None,
             "subnet": subnet_dict, "tasks": {}, "mean": None, "done": False,

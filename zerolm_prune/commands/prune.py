@@ -92,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
         subnet = Subnet([LayerChoice(c.heads, c.ffn) for c in subnet.layers])  # record what was applied
     config_adapter = get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code))
     check_subnet(subnet, config_adapter)  # before weights
-    from ..compensate import default_compensation
-
     unit_orders = None
     if saved is not None:  # the exact dict rank scored with, checked before any weights load
         from ..rankers.orders import load_orders
@@ -102,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
     if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
             # selfgen/energy need the loaded model, unless rank saved the dict they stand for
-            and (order in WEIGHT_ONLY_ORDERS or unit_orders is not None) and not default_compensation(order)
+            and (order in WEIGHT_ONLY_ORDERS or unit_orders is not None)
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order, unit_orders)
     model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
@@ -117,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
     order = resolve_order(model, unit_orders if unit_orders is not None else order, adapter)
     if args.adapter:
         model = lora.load_adapter(model, args.adapter)
-    model = materialize(model, subnet, order=order, adapter=adapter, inplace=True,
-                        compensate=default_compensation(label))  # means taken before the in-place cut
+    model = materialize(model, subnet, order=order, adapter=adapter, inplace=True)
     order = label
 
     extra: dict[str, Path] = {}

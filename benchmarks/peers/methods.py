@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import (Geo, MapStats, geo_of, prune_by_scores, prune_layer, removed_needed, uniform_keep)
+from .common import Geo, MapStats, geo_of, prune_by_scores, prune_layer, removed_needed, uniform_keep
 
 
 def _head_sum(per_col: torch.Tensor, geo: Geo) -> torch.Tensor:

@@ -244,7 +244,8 @@ def _base_config(model: nn.Module) -> Any:
 
 
 def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", adapter: ArchAdapter | None = None,
-                inplace: bool = False, lora_groups: dict[str, Sequence[str]] | None = None) -> nn.Module:
+                inplace: bool = False, lora_groups: dict[str, Sequence[str]] | None = None,
+                compensate: Any = None) -> nn.Module:
     """Return ``model`` cut down to ``subnet`` (a copy unless ``inplace``).
 
     ``inplace=True`` is what the CLI uses: old tensors are freed layer by layer, so peak memory
@@ -253,12 +254,18 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", ad
     LoNAS groups (``SearchSpace.lora["groups"]``). ``order``: a name of ORDERS (``selfgen`` runs
     the model once on its own 2 x 128 sampled tokens, seed 0) or an orders dict; the returned
     model's ``zerolm_prune_order`` attribute names it, and ``checkpoint.save_pretrained`` records
-    that in the folder's metadata.
+    that in the folder's metadata. ``compensate``: ``True`` (means on self-generated text) or a
+    means dict from ``compensate.selfgen_means`` adds what the removed units would write on
+    average as o_proj / down_proj biases (zeros elsewhere, see ``zerolm_prune.compensate``).
     """
     adapter = adapter or get_adapter(model)
     check_subnet(subnet, adapter)
     label = order if isinstance(order, str) else "custom"
     order = resolve_order(model, order, adapter)  # on the unpruned model, before any copy or cut
+    if compensate is True:
+        from .compensate import selfgen_means
+
+        compensate = selfgen_means(model, adapter=adapter)
     if not inplace:
         model = copy.deepcopy(model)
     from .modeling.modeling_zerolm import set_block_sizes
@@ -269,9 +276,14 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", ad
         for index, choice in enumerate(subnet.layers):
             plan = plan_layer(adapter, model, index, choice, order)
             layer = layers[index]
+            biases = _compensation(adapter, layer, plan, index, compensate)
             for proj in adapter.projections:
                 rows, cols = plan.indices(proj)
                 slice_projection(layer, proj, rows, cols)
+            if biases:
+                from .compensate import add_biases
+
+                add_biases(layer, biases)
             set_block_sizes(layer, adapter.family, len(plan.heads), plan.num_kv_heads, choice.ffn,
                             plan.geometry.head_dim)
             if choice.ranks:
@@ -279,11 +291,23 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", ad
             shapes.append({"num_attention_heads": len(plan.heads), "num_key_value_heads": plan.num_kv_heads,
                            "intermediate_size": choice.ffn})
     update_config(_base_config(model), adapter, shapes)
+    if compensate:
+        from .compensate import complete_biases
+
+        complete_biases(model, adapter)
     try:
         model.zerolm_prune_order = label  # read by checkpoint.save_pretrained; not part of config.json
     except AttributeError:  # pragma: no cover - modules refusing attributes
         pass
     return model
+
+
+def _compensation(adapter: ArchAdapter, layer: nn.Module, plan: LayerPlan, index: int, means: Any) -> dict:
+    if not means:
+        return {}
+    from .compensate import layer_biases
+
+    return layer_biases(adapter, layer, plan, index, means)
 
 
 # ---- streaming: folder in, folder out, one tensor at a time --------------------------------------

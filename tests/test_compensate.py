@@ -94,7 +94,7 @@ def test_compensated_checkpoints_load_three_ways(tmp_path, tiny_llama):
 
 
 def test_sliced_compensated_computes_what_materialize_writes(tiny_llama):
-    from zerolm_prune.compensate import fluctuation_orders, sliced_compensated
+    from benchmarks.peers.compensate_variants import fluctuation_orders, sliced_compensated
 
     text = SelfText(tiny_llama, seqs=2, length=16, seed=0)
     means, orders = selfgen_means(tiny_llama, text=text), fluctuation_orders(tiny_llama, text=text)

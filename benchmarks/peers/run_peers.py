@@ -137,7 +137,7 @@ def prune(method: str, model, lazy: Lazy, budget: float, full: int):
         M.shortgpt(net, lazy.stats(), budget, full)
         info["dropped_layers"] = net.shortgpt_dropped
     elif method == "ours-fluc":  # our subnet, units by fluctuation on selfgen text, compensated
-        from zerolm_prune.compensate import fluctuation_orders
+        from benchmarks.peers.compensate_variants import fluctuation_orders
         from zerolm_prune.driver import search_top_k
         from zerolm_prune.materialize import materialize
         from zerolm_prune.space import Subnet
@@ -174,12 +174,12 @@ def prune(method: str, model, lazy: Lazy, budget: float, full: int):
 
 def compensated_search(model, lazy: Lazy, budget: float):
     """Our search with every measurement (selfgen-kl table, fidelity re-rank) taken on the
-    compensated cut under the fluctuation order (``compensate.sliced_compensated``)."""
+    compensated cut under the fluctuation order (``compensate_variants.sliced_compensated``)."""
     import functools
 
     import numpy as np
 
-    from zerolm_prune import compensate
+    from benchmarks.peers import compensate_variants as compensate
     from zerolm_prune.driver import Scoring, make_scoring, search_top_k
     from zerolm_prune.models import get_adapter
     from zerolm_prune.proxy import CapacityTable

@@ -338,6 +338,7 @@ def prune_to_budget(
     progress: bool = True,
     loaded: tuple[Any, Any] | None = None,
     log=print,
+    recover_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Prune MODEL to ``budget`` and evaluate the result; returns the report (also in ``out``).
 
@@ -460,6 +461,12 @@ def prune_to_budget(
     report = build_report(document, results, out)
     write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
     write_text(out / REPORT_MD, render_report(report))
+    if recover_tokens and save and results is not None:  # before/after self-distillation of every candidate
+        from .recover.run_step import recover_candidates
+
+        report = recover_candidates(out, report, model=str(model), tokens=recover_tokens, settings=settings,
+                                    loaded=(full_model, tokenizer), batch_size=batch_size, device=device,
+                                    progress=progress, log=log)
     log(f"done: {out / REPORT_MD}")
     return report
 
@@ -574,6 +581,8 @@ def _human(n: Any) -> str:
 
 def render_report(report: dict) -> str:
     """report.md: the table a user reads first, then the pictures."""
+    from .intervals import fmt_mean, fmt_score
+
     tasks: list[str] = []
     for row in report["candidates"]:
         tasks += [t for t in row["tasks"] if t not in tasks]
@@ -605,10 +614,13 @@ def render_report(report: dict) -> str:
         ]
         for t in tasks:
             m = row["tasks"].get(t, {})
-            cells.append(_fmt(m.get(metrics.get(t, "acc"))))
+            cells.append(fmt_score(m.get(metrics.get(t, "acc")), m.get("n")))
         last = _fmt(row.get("fidelity")) if fidelity else _fmt(ppl_value, 1) if ppl_value else "–"
-        cells += [_fmt(row["mean"]), last]
+        cells += [fmt_mean(row["mean"], row["tasks"]), last]
         lines.append("| " + " | ".join(cells) + " |")
+    if tasks:
+        lines += ["", "Accuracies carry 95% Wilson intervals, the mean a 95% normal interval: rows whose intervals "
+                      "overlap are not told apart by this --limit."]
     lines += ["", "Candidates:", ""]
     for row in report["candidates"][1:]:
         lines.append(f"- **{row['name']}** ({row['kind']}): {row['note']}; checkpoint `{row['checkpoint']}`")

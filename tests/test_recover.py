@@ -1,0 +1,138 @@
+"""Recovery by self-distillation on a tiny LLaMA (built in-test, pruned with the package API)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import tiny_llama_config
+from zerolm_prune.checkpoint import load_pruned, save_pretrained
+from zerolm_prune.materialize import materialize
+from zerolm_prune.recover import RecoverConfig, load_recovered, recover
+from zerolm_prune.recover.corpus import sample_batch
+from zerolm_prune.recover.trainer import full_kl
+from zerolm_prune.space import LayerChoice, Subnet
+
+
+@pytest.fixture
+def teacher():
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(bos_token_id=1, eos_token_id=2)).eval()
+    with torch.no_grad():  # a peakier teacher than random init: KL differences are visible
+        model.lm_head.weight.mul_(8.0)
+    return model
+
+
+@pytest.fixture
+def pruned_dir(tmp_path, teacher):
+    subnet = Subnet([LayerChoice(h, f) for h, f in zip([8, 4, 8], [96, 40, 48])])
+    return save_pretrained(materialize(teacher, subnet), tmp_path / "pruned", subnet=subnet, source="tiny")
+
+
+def _config(**kw) -> RecoverConfig:
+    base = dict(tokens=2048, seq_len=32, batch_size=8, lora_rank=8, lr=3e-3, gen_batch=16, teacher_top_k=16,
+                save_steps=4, epochs=2)
+    base.update(kw)
+    return RecoverConfig(**base)
+
+
+def _heldout_kl(student, teacher) -> float:
+    ids, _, _ = sample_batch(teacher, None, rows=16, length=32, seed=12345, sample_top_k=50, keep_top_k=0)
+    with torch.no_grad():
+        return float(full_kl(student(input_ids=ids).logits[:, :-1], teacher(input_ids=ids).logits[:, :-1]))
+
+
+@pytest.mark.parametrize("top_k", [16, 0])
+def test_kl_to_teacher_falls_on_heldout_text(tmp_path, teacher, pruned_dir, top_k):
+    before = _heldout_kl(load_pruned(pruned_dir)[0], teacher)
+    out = recover(pruned_dir, "unused", tmp_path / "rec", _config(teacher_top_k=top_k), progress=False,
+                  cache_root=tmp_path / "cache", loaded_teacher=(teacher, None), log=lambda *a: None)
+    after = _heldout_kl(load_recovered(out["out"])[0], teacher)
+    assert after < 0.8 * before, (before, after)
+    assert out["final_loss"] < out["first_loss"]
+    adapter = json.loads((tmp_path / "rec" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(pruned_dir)
+    assert not list(tmp_path.glob(".rec*")), "the work folder is removed after success"
+
+
+def test_merged_equals_adapter_attached(tmp_path, teacher, pruned_dir):
+    kw = dict(progress=False, cache_root=tmp_path / "cache", loaded_teacher=(teacher, None), log=lambda *a: None)
+    recover(pruned_dir, "unused", tmp_path / "adapter", _config(), **kw)
+    recover(pruned_dir, "unused", tmp_path / "merged", _config(merge=True), **kw)
+    attached, _ = load_recovered(tmp_path / "adapter")
+    merged, _ = load_pruned(tmp_path / "merged")
+    meta = json.loads((tmp_path / "merged" / "config.json").read_text())["zerolm_prune"]
+    assert meta["subnet"] and meta["recovered"]["steps"] > 0
+    ids = torch.randint(3, 128, (2, 20), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a, m = attached(input_ids=ids).logits, merged(input_ids=ids).logits
+    assert torch.allclose(a, m, atol=1e-4), (a - m).abs().max()
+    plain = load_pruned(pruned_dir)[0](input_ids=ids).logits
+    assert not torch.allclose(plain, m, atol=1e-3), "the merged model must differ from the unrecovered one"
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_same_weights(tmp_path, teacher, pruned_dir):
+    from transformers import TrainerCallback
+
+    class CrashAfter(TrainerCallback):  # a kill right after the step-4 checkpoint was written
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 6:
+                raise _Crash()
+
+    kw = dict(progress=False, cache_root=tmp_path / "cache", loaded_teacher=(teacher, None), log=lambda *a: None)
+    recover(pruned_dir, "unused", tmp_path / "straight", _config(), **kw)
+    with pytest.raises(_Crash):
+        recover(pruned_dir, "unused", tmp_path / "resumed", _config(), callbacks=[CrashAfter()], **kw)
+    assert not (tmp_path / "resumed").exists(), "nothing half-written at --out"
+    assert (tmp_path / ".resumed.recover-work" / "checkpoints" / "checkpoint-4").is_dir()
+    with pytest.raises(Exception, match="other settings"):
+        recover(pruned_dir, "unused", tmp_path / "resumed", _config(lr=1e-2), **kw)
+    result = recover(pruned_dir, "unused", tmp_path / "resumed", _config(), **kw)
+    assert result["resumed_from"] == "checkpoint-4"
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_user_text_file_offline(tmp_path, teacher, pruned_dir):
+    from zerolm_prune.recover.corpus import read_user_text
+
+    (tmp_path / "t.jsonl").write_text(json.dumps({"text": "a b"}) + "\n\n" + json.dumps({"id": 1, "body": "c"}) + "\n")
+    assert read_user_text(str(tmp_path / "t.jsonl")) == ["a b", "c"]
+    (tmp_path / "t.txt").write_text("plain text")
+    assert read_user_text(str(tmp_path / "t.txt")) == ["plain text"]
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "zerolm_prune.cli", "recover", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/missing", "--teacher", "x", "--out", "{tmp}/o"], "not a model folder"),
+    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--tokens", "0"], "--tokens"),
+    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--tokens", "many"], "--tokens"),
+    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--lora-rank", "-1"], "--lora-rank"),
+    (["{pruned}", "--teacher", "{tmp}/nope", "--out", "{tmp}/o"], "nope"),
+    (["{pruned}", "--teacher", "x", "--out", "{pruned}"], "source checkpoint"),
+    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--data", "{tmp}/nofile.txt"], "--data"),
+])
+def test_bad_inputs_one_line_exit_2(tmp_path, pruned_dir, args, message):
+    args = [a.format(tmp=tmp_path, pruned=pruned_dir) for a in args]
+    proc = _cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zerolm-prune: error:") and message in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -72,9 +72,10 @@ def test_merged_equals_adapter_attached(tmp_path, teacher, pruned_dir):
     ids = torch.randint(3, 128, (2, 20), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         a, m = attached(input_ids=ids).logits, merged(input_ids=ids).logits
-    assert torch.allclose(a, m, atol=1e-4), (a - m).abs().max()
-    plain = load_pruned(pruned_dir)[0](input_ids=ids).logits
-    assert not torch.allclose(plain, m, atol=1e-3), "the merged model must differ from the unrecovered one"
+        plain = load_pruned(pruned_dir)[0](input_ids=ids).logits
+    # equal up to float32 rounding of W + BA (logits here are ~4 in size), far below what recovery changed
+    assert torch.allclose(a, m, atol=2e-3), (a - m).abs().max()
+    assert (a - m).abs().max() < 0.01 * (plain - m).abs().max()
 
 
 class _Crash(Exception):

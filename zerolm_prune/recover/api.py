@@ -124,6 +124,8 @@ def recover(student: str | Path, teacher: str | Any, out: str | Path, config: Re
     """Recover the pruned folder ``student`` by distilling ``teacher`` (a model spec, or pass the
     loaded ``(model, tokenizer)`` as ``loaded_teacher``); writes ``out``, returns run statistics."""
     from ..checkpoint import load_pruned
+    from transformers.trainer_callback import PrinterCallback
+
     from ..loading import load_model
     from .corpus import DistillDataset, build_corpus
     from .trainer import DistillTrainer, TokensProgress
@@ -154,6 +156,7 @@ def recover(student: str | Path, teacher: str | Any, out: str | Path, config: Re
     meter = TokensProgress(tokens_per_step, progress=progress)
     trainer = DistillTrainer(model=peft_model, args=args, train_dataset=DistillDataset(corpus),
                              teacher=None if config.teacher_top_k else t_model, callbacks=[meter, *callbacks])
+    trainer.remove_callback(PrinterCallback)  # our bar shows the loss; no log dict per step on stdout
     if config.teacher_top_k:
         del t_model  # the cached targets replace it: free its memory for training
     resume = last_checkpoint(work)

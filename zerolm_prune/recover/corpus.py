@@ -222,6 +222,7 @@ def self_generated(teacher: Any, tokenizer: Any, config: RecoverConfig, tokens: 
             part = Corpus(ids[keep], None if idx is None else idx[keep], None if logp is None else logp[keep],
                           int((~keep).sum()))
             _save_shard(path, part)
+            part = _load_shard(path)  # what a rerun reads (fp16 log-probs): a resumed run trains on the same
         parts.append(part)
         kept += len(part)
         bar.update(min(len(part), rows_needed - (kept - len(part))) * config.seq_len)
@@ -317,9 +318,8 @@ def user_corpus(teacher: Any, tokenizer: Any, config: RecoverConfig, tokens: int
     if path.is_file():
         return _load_shard(path)
     idx, logp = teacher_top_k(teacher, rows, config.teacher_top_k)
-    part = Corpus(rows, idx, logp)
-    _save_shard(path, part)
-    return part
+    _save_shard(path, Corpus(rows, idx, logp))
+    return _load_shard(path)  # the stored (fp16) targets, as every rerun will read them
 
 
 def build_corpus(teacher: Any, tokenizer: Any, config: RecoverConfig, *, cache_root: Path | None = None,

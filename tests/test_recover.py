@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -116,24 +113,28 @@ def test_user_text_file_offline(tmp_path, teacher, pruned_dir):
     assert read_user_text(str(tmp_path / "t.txt")) == ["plain text"]
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "zerolm_prune.cli", "recover", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+def _cli(args, capsys) -> tuple[int, str]:
+    from zerolm_prune.cli import main
+
+    try:
+        code = main(["recover", *args])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, message", [
-    (["{tmp}/missing", "--teacher", "x", "--out", "{tmp}/o"], "not a model folder"),
-    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--tokens", "0"], "--tokens"),
-    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--tokens", "many"], "--tokens"),
-    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--lora-rank", "-1"], "--lora-rank"),
+    (["{tmp}/missing", "--teacher", "{pruned}", "--out", "{tmp}/o"], "not a model folder"),
+    (["{pruned}", "--teacher", "{pruned}", "--out", "{tmp}/o", "--tokens", "0"], "--tokens"),
+    (["{pruned}", "--teacher", "{pruned}", "--out", "{tmp}/o", "--tokens", "many"], "--tokens"),
+    (["{pruned}", "--teacher", "{pruned}", "--out", "{tmp}/o", "--lora-rank", "-1"], "--lora-rank"),
     (["{pruned}", "--teacher", "{tmp}/nope", "--out", "{tmp}/o"], "nope"),
-    (["{pruned}", "--teacher", "x", "--out", "{pruned}"], "source checkpoint"),
-    (["{pruned}", "--teacher", "x", "--out", "{tmp}/o", "--data", "{tmp}/nofile.txt"], "--data"),
+    (["{pruned}", "--teacher", "{pruned}", "--out", "{pruned}"], "source checkpoint"),
+    (["{pruned}", "--teacher", "{pruned}", "--out", "{tmp}/o", "--data", "{tmp}/nofile.txt"], "--data"),
 ])
-def test_bad_inputs_one_line_exit_2(tmp_path, pruned_dir, args, message):
-    args = [a.format(tmp=tmp_path, pruned=pruned_dir) for a in args]
-    proc = _cli(*args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("zerolm-prune: error:") and message in lines[0], proc.stderr
-    assert not (tmp_path / "o").exists()
+def test_bad_inputs_one_line_exit_2(tmp_path, pruned_dir, capsys, args, message):
+    code, err = _cli([a.format(tmp=tmp_path, pruned=pruned_dir) for a in args], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("zerolm-prune") and "error:" in lines[0] and message in lines[0], err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))

@@ -22,6 +22,17 @@ training needs no teacher pass. Rerunning an interrupted command resumes from it
 """
 
 
+def _tokens(text: str) -> int:
+    """argparse type of --tokens: a positive whole number (underscores allowed: 100_000)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of tokens") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of tokens, got {value}")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "recover", help="recover a pruned model without data: distil the full model into it through LoRA",
@@ -34,7 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--teacher", required=True, help="the full model: built-in asset, local folder or hub id")
     p.add_argument("--out", required=True, help="output folder (adapter, or merged checkpoint with --merge)")
     p.add_argument("--merge", action="store_true", help="fold the adapter into the weights and save a checkpoint")
-    p.add_argument("--tokens", type=positive_int, default=None, help="training tokens (default 100000)")
+    p.add_argument("--tokens", type=_tokens, default=None, help="training tokens (default 100000)")
     p.add_argument("--epochs", type=float, default=None, help="passes over the corpus (default 1)")
     p.add_argument("--lora-rank", type=int, default=None, help="LoRA rank (default 64)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate, cosine schedule (default 1e-3)")

@@ -138,3 +138,36 @@ def test_bad_inputs_one_line_exit_2(tmp_path, pruned_dir, capsys, args, message)
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith("zerolm-prune") and "error:" in lines[0] and message in lines[0], err
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
+def test_run_step_reports_before_and_after(tmp_path, teacher, monkeypatch):
+    """`run --recover-tokens`: every saved candidate is recovered (merged) and report.md shows both."""
+    from types import SimpleNamespace
+
+    from zerolm_prune.recover import run_step
+
+    subnet = Subnet([LayerChoice(h, f) for h, f in zip([8, 4, 8], [96, 40, 48])])
+    save_pretrained(materialize(teacher, subnet), tmp_path / "models" / "top1", subnet=subnet, source="tiny")
+    evaluated = []
+    monkeypatch.setattr(run_step, "_evaluate", lambda folder, *a: evaluated.append(folder) or
+                        {"tasks": {"piqa": {"score": 0.6, "n": 10}}, "mean": 0.6, "perplexity": {"token_perplexity": 30.0}})
+    row = dict(name="top1", kind="top", rank=0, score=-1.0, zerolm=1.0, params=10, macs=10, note="", done=True,
+               tasks={"piqa": {"acc": 0.5, "score": 0.5, "n": 10}}, mean=0.5, perplexity={"token_perplexity": 40.0},
+               fidelity=None, checkpoint="models/top1")
+    full = dict(row, name="full", kind="full", rank=None, score=None, checkpoint=None, perplexity={"token_perplexity": 20.0})
+    report = {"model": "tiny", "ranker": "selfgen", "budget": 8, "budget_fraction": 0.8, "by": "params", "alpha": 1.0,
+              "alpha_method": "default", "order": "prefix", "metrics": {"piqa": "acc"}, "candidates": [full, row],
+              "pictures": {}}
+    settings = SimpleNamespace(suite="commonsense", limit=10, source="local", data_dir=None, perplexity=True,
+                               perplexity_limit=20)
+    monkeypatch.setattr(run_step, "RecoverConfig", lambda **kw: RecoverConfig(**{**kw, "seq_len": 32, "gen_batch": 16}))
+    out = run_step.recover_candidates(tmp_path, report, model="tiny", tokens=512, settings=settings,
+                                      loaded=(teacher, None), progress=False, log=lambda *a: None)
+    assert evaluated == [tmp_path / "recovered" / "top1"] and (tmp_path / "recovered" / "top1" / "config.json").is_file()
+    text = (tmp_path / "report.md").read_text()
+    assert "## After recovery (512" in text and "| top1 | 40.0 | 30.0 | 0.500 ±" in text
+    assert out["recovered"]["candidates"][0]["after"]["mean"] == 0.6
+    # a rerun reuses the recovered model and its evaluation
+    run_step.recover_candidates(tmp_path, report, model="tiny", tokens=512, settings=settings, loaded=(teacher, None),
+                                progress=False, log=lambda *a: None)
+    assert len(evaluated) == 1

@@ -82,12 +82,13 @@ def matmul_flops(n: int = 1024, reps: int = 20) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
-def evaluate(model, tok, teacher, passages: int, commonsense: int) -> dict:
+def evaluate(model, tok, teacher, passages: int, commonsense: int, fit: bool = False) -> dict:
     wiki = wiki_passages()
     out = {"ppl_eval": token_perplexity(model, tok, wiki[:passages]),
            "ppl_other": token_perplexity(model, tok, lambada_passages()[:passages]),
-           "ppl_fit": token_perplexity(model, tok, wiki[200:200 + passages]),
-           "kl_heldout_selfgen": heldout_kl(model, teacher)}
+           "kl_heldout_selfgen": heldout_kl(model, teacher, rows=8)}
+    if fit:  # the fit split, for choosing settings (never the two texts above)
+        out["ppl_fit"] = token_perplexity(model, tok, wiki[200:200 + passages])
     if commonsense:
         from zerolm_prune.evaluate import evaluate_model
 
@@ -113,6 +114,7 @@ def main() -> None:
     p.add_argument("--full-ft", action="store_true", help="full fine-tuning instead of LoRA")
     p.add_argument("--set", action="append", default=[], help="RecoverConfig field=value (fit-split experiments)")
     p.add_argument("--passages", type=int, default=40)
+    p.add_argument("--fit", action="store_true", help="also score the fit split (settings experiments)")
     p.add_argument("--commonsense", type=int, default=0, help="commonsense limit (0: skip)")
     p.add_argument("--dense", action="store_true", help="also evaluate the dense model")
     p.add_argument("--matmul", action="store_true")
@@ -134,7 +136,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.dense:
-        row["dense"] = evaluate(teacher, tok, teacher, args.passages, args.commonsense)
+        row["dense"] = evaluate(teacher, tok, teacher, args.passages, args.commonsense, args.fit)
     fields = {k: _num(v) for k, v in (s.split("=", 1) for s in args.set)}
     if args.corpus == "real":
         fields["data"] = str(real_text_file(args.tokens, work))
@@ -147,20 +149,19 @@ def main() -> None:
         cfg = RecoverConfig(tokens=args.tokens, **fields)
         start = time.perf_counter()
         if args.full_ft:
-            from full_ft import recover_full  # benchmarks/full_ft.py
-
-            stats = recover_full(args.pruned, teacher, tok, out, cfg)
-        else:
-            stats = recover(args.pruned, "smollm2-135m", out, cfg, overwrite=True, loaded_teacher=(teacher, tok))
+            cfg = RecoverConfig(**{**cfg.to_dict(), "lora_rank": 0, "merge": True})
+        stats = recover(args.pruned, "smollm2-135m", out, cfg, overwrite=True, loaded_teacher=(teacher, tok))
         row["wall_s"] = round(time.perf_counter() - start, 1)
         row["stats"] = {k: v for k, v in stats.items() if k != "config"}
         model, _ = load_recovered(out, merge=True) if not args.full_ft else load_pruned(out)
         params = sum(p.numel() for p in model.parameters())
         row["student_params"] = params
-        # LoRA training ~ 4 x params FLOPs per token (forward 2N, backward through activations 2N)
-        row["train_gflops_achieved"] = round(4 * params * row["stats"]["train_tokens_per_second"] / 1e9, 1)
+        # LoRA ~ 4 x params FLOPs per token (forward 2N, backward through activations 2N); full FT 6N
+        flops = (6 if args.full_ft else 4) * params
+        row["train_gflops_achieved"] = round(flops * row["stats"]["train_tokens_per_second"] / 1e9, 2)
+        row["matmul_gflops_now"] = round(matmul_flops(reps=5) / 1e9, 2)
     model.eval()
-    row["result"] = evaluate(model, tok, teacher, args.passages, args.commonsense)
+    row["result"] = evaluate(model, tok, teacher, args.passages, args.commonsense, args.fit)
     print(json.dumps(row))
     _append(args.results, row)
 

@@ -171,3 +171,14 @@ def test_run_step_reports_before_and_after(tmp_path, teacher, monkeypatch):
     run_step.recover_candidates(tmp_path, report, model="tiny", tokens=512, settings=settings, loaded=(teacher, None),
                                 progress=False, log=lambda *a: None)
     assert len(evaluated) == 1
+
+
+def test_full_fine_tuning_writes_a_merged_checkpoint(tmp_path, teacher, pruned_dir):
+    """--lora-rank 0: every student weight trains; the result is a plain pruned checkpoint."""
+    before = _heldout_kl(load_pruned(pruned_dir)[0], teacher)
+    recover(pruned_dir, "unused", tmp_path / "ft", _config(lora_rank=0, merge=True, lr=1e-3), progress=False,
+            cache_root=tmp_path / "cache", loaded_teacher=(teacher, None), log=lambda *a: None)
+    assert not (tmp_path / "ft" / "adapter_config.json").exists()
+    assert _heldout_kl(load_pruned(tmp_path / "ft")[0], teacher) < 0.8 * before
+    with pytest.raises(Exception, match="--merge"):
+        RecoverConfig(lora_rank=0)

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
     p.add_argument("--merge", action="store_true", help="fold the adapter into the weights and save a checkpoint")
     p.add_argument("--tokens", type=_tokens, default=None, help="training tokens (default 100000)")
     p.add_argument("--epochs", type=float, default=None, help="passes over the corpus (default 1)")
-    p.add_argument("--lora-rank", type=int, default=None, help="LoRA rank (default 64)")
+    p.add_argument("--lora-rank", type=int, default=None, help="LoRA rank (default 64); 0 fine-tunes every weight (needs --merge)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate, cosine schedule (default 1e-3)")
     p.add_argument("--seq-len", type=positive_int, default=None, help="tokens per sequence (default 128)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="sequences per step per device (default 8)")

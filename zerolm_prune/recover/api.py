@@ -83,6 +83,9 @@ def attach_lora(student: Any, config: RecoverConfig) -> Any:
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)
+    if config.lora_rank == 0:  # full fine-tuning: every weight trains, the result is saved merged
+        student.requires_grad_(True)
+        return student
     cfg = LoraConfig(r=config.lora_rank, lora_alpha=config.alpha, lora_dropout=config.lora_dropout, bias="none",
                      target_modules=lora_targets(student, config.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(student, cfg)
@@ -160,7 +163,9 @@ def recover(student: str | Path, teacher: str | Any, out: str | Path, config: Re
     if config.teacher_top_k:
         del t_model  # the cached targets replace it: free its memory for training
     resume = last_checkpoint(work)
-    log(f"[3/4] distilling: LoRA r={config.lora_rank} on {', '.join(peft_model.peft_config['default'].target_modules)}"
+    what = (f"LoRA r={config.lora_rank} on {', '.join(peft_model.peft_config['default'].target_modules)}"
+            if config.lora_rank else "full fine-tuning")
+    log(f"[3/4] distilling: {what}"
         f", {args.max_steps if args.max_steps > 0 else ''} {len(corpus)} rows x {config.epochs:g} epochs on {device}"
         + (f" (resuming {Path(resume).name})" if resume else ""))
     t1 = time.perf_counter()
@@ -198,7 +203,7 @@ def _write_output(peft_model: Any, tokenizer: Any, src: Path, dst: Path, config:
     record = {"student": str(src), "config": config.to_dict(), **stats}
     if config.merge:
         meta = _student_meta(src)
-        merged = peft_model.merge_and_unload()
+        merged = peft_model.merge_and_unload() if hasattr(peft_model, "merge_and_unload") else peft_model
         merged.eval()
         keep = {k: v for k, v in meta.items() if k not in ("version", "package_version", "format", "subnet", "source")}
         save_pretrained(merged, dst, tokenizer=tokenizer, subnet=meta.get("subnet"), source=meta.get("source"),

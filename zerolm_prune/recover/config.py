@@ -30,7 +30,7 @@ class RecoverConfig:
     lr: float = 1e-3
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    lora_rank: int = 64
+    lora_rank: int = 64  # 0: full fine-tuning of every student weight (no adapter; needs merge)
     lora_alpha: float | None = None  # None: = rank (scale 1)
     lora_dropout: float = 0.0
     target_modules: tuple[str, ...] = ALL_PROJECTIONS
@@ -62,7 +62,8 @@ class RecoverConfig:
             (isinstance(self.tokens, int) and self.tokens >= 1, f"--tokens must be a positive whole number, got {self.tokens!r}"),
             (self.seq_len >= 8, f"--seq-len must be at least 8, got {self.seq_len}"),
             (self.batch_size >= 1, f"--batch-size must be positive, got {self.batch_size}"),
-            (self.lora_rank >= 1, f"--lora-rank must be positive, got {self.lora_rank}"),
+            (self.lora_rank >= 0, f"--lora-rank must be positive (0: full fine-tuning), got {self.lora_rank}"),
+            (self.lora_rank > 0 or self.merge, "--lora-rank 0 (full fine-tuning) has no adapter to save: pass --merge"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.teacher_top_k >= 0, f"--teacher-top-k must be >= 0, got {self.teacher_top_k}"),

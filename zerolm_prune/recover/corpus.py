@@ -115,13 +115,16 @@ def _first_tokens(config: Any, tokenizer: Any, rows: int, gen: torch.Generator) 
 
 @torch.no_grad()
 def sample_batch(teacher: Any, tokenizer: Any, *, rows: int, length: int, seed: int, sample_top_k: int,
-                 keep_top_k: int, device: Any = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+                 keep_top_k: int, device: Any = None, on_step: Any = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """``rows`` x ``length`` sampled tokens and, for ``keep_top_k`` > 0, the teacher's top-k
     log-probs at positions 0..length-2 (what it predicted for each next token)."""
     gen = torch.Generator().manual_seed(seed)
     device = device or next(teacher.parameters()).device
     ids = _first_tokens(teacher.config, tokenizer, rows, gen)
     out = model_out = teacher(input_ids=ids.to(device), use_cache=True)
+    if on_step is not None:
+        on_step(rows * ids.shape[1])
     idx_steps, logp_steps = [], []
     for pos in range(ids.shape[1] - 1):  # the prompt's own positions: targets come from one pass
         if keep_top_k:
@@ -140,6 +143,8 @@ def sample_batch(teacher: Any, tokenizer: Any, *, rows: int, length: int, seed: 
             logits = logits.masked_fill(logits < kth, float("-inf"))
         nxt = torch.multinomial(torch.softmax(logits, dim=-1).cpu(), 1, generator=gen)
         ids = torch.cat([ids, nxt], dim=1)
+        if on_step is not None:
+            on_step(rows)
         out = teacher(input_ids=nxt.to(device), use_cache=True, **_cache_kwargs(teacher, out))
     if not keep_top_k:
         return ids, None, None
@@ -207,17 +212,19 @@ def self_generated(teacher: Any, tokenizer: Any, config: RecoverConfig, tokens: 
     rows_needed = math.ceil(tokens / config.seq_len)
     parts: list[Corpus] = []
     kept = 0
-    bar = tqdm(total=rows_needed * config.seq_len, desc="generating corpus", unit="tok", disable=not progress,
-               dynamic_ncols=True)
+    # counts sampled tokens (a shard is gen_batch whole rows; looping rows are dropped and resampled)
+    bar = tqdm(total=math.ceil(rows_needed / config.gen_batch) * config.gen_batch * config.seq_len,
+               desc="generating corpus", unit="tok", unit_scale=True, disable=not progress, dynamic_ncols=True)
     shard = 0
     while kept < rows_needed:
         path = folder / f"shard-{shard:05d}.safetensors"
         if path.is_file():
             part = _load_shard(path)
+            bar.update(config.gen_batch * config.seq_len)
         else:
             ids, idx, logp = sample_batch(teacher, tokenizer, rows=config.gen_batch, length=config.seq_len,
                                           seed=config.seed * 1_000_003 + shard, sample_top_k=config.sample_top_k,
-                                          keep_top_k=config.teacher_top_k)
+                                          keep_top_k=config.teacher_top_k, on_step=bar.update)
             keep = torch.tensor([distinct_4gram_share(r) >= config.min_distinct_4grams for r in ids])
             part = Corpus(ids[keep], None if idx is None else idx[keep], None if logp is None else logp[keep],
                           int((~keep).sum()))
@@ -225,7 +232,6 @@ def self_generated(teacher: Any, tokenizer: Any, config: RecoverConfig, tokens: 
             part = _load_shard(path)  # what a rerun reads (fp16 log-probs): a resumed run trains on the same
         parts.append(part)
         kept += len(part)
-        bar.update(min(len(part), rows_needed - (kept - len(part))) * config.seq_len)
         shard += 1
         if shard > 20 + 20 * rows_needed // config.gen_batch:
             raise UserError("the teacher's samples keep looping (dropped as degenerate); lower min_distinct_4grams")

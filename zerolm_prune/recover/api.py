@@ -146,8 +146,8 @@ def recover(student: str | Path, teacher: str | Any, out: str | Path, config: Re
     if t_model.config.vocab_size != model.config.vocab_size:
         raise UserError(f"teacher vocabulary ({t_model.config.vocab_size}) differs from the student's "
                         f"({model.config.vocab_size}); distillation needs the same tokenizer")
-    t_model.to(device)
     args_probe = training_args(config, work, 1, device, bf16)
+    t_model.to(args_probe.device)  # under `accelerate launch`, this process's own GPU
     t0 = time.perf_counter()
     with args_probe.main_process_first(desc="recovery corpus"):
         log(f"[2/4] corpus: {config.tokens} tokens ({'cached top-%d teacher log-probs' % config.teacher_top_k if config.teacher_top_k else 'teacher online'})")

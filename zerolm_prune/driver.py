@@ -332,6 +332,7 @@ def prune_to_budget(
     progress: bool = True,
     loaded: tuple[Any, Any] | None = None,
     log=print,
+    recover_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Prune MODEL to ``budget`` and evaluate the result; returns the report (also in ``out``).
 
@@ -454,6 +455,12 @@ def prune_to_budget(
     report = build_report(document, results, out)
     write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
     write_text(out / REPORT_MD, render_report(report))
+    if recover_tokens and save and results is not None:  # before/after self-distillation of every candidate
+        from .recover.run_step import recover_candidates
+
+        report = recover_candidates(out, report, model=str(model), tokens=recover_tokens, settings=settings,
+                                    loaded=(full_model, tokenizer), batch_size=batch_size, device=device,
+                                    progress=progress, log=log)
     log(f"done: {out / REPORT_MD}")
     return report
 

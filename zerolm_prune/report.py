@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .evaluate import SCATTER_FILE
+from .intervals import fmt_mean, fmt_score
 
 RUN_FILE = "run.json"
 RANKED_FILE = "ranked.json"
@@ -102,10 +103,13 @@ def render_report(report: dict) -> str:
         ]
         for t in tasks:
             m = row["tasks"].get(t, {})
-            cells.append(_fmt(m.get(metrics.get(t, "acc"))))
+            cells.append(fmt_score(m.get(metrics.get(t, "acc")), m.get("n")))
         last = _fmt(row.get("fidelity")) if fidelity else _fmt(ppl_value, 1) if ppl_value else "–"
-        cells += [_fmt(row["mean"]), last]
+        cells += [fmt_mean(row["mean"], row["tasks"]), last]
         lines.append("| " + " | ".join(cells) + " |")
+    if tasks:
+        lines += ["", "Accuracies carry 95% Wilson intervals, the mean a 95% normal interval: rows whose intervals "
+                      "overlap are not told apart by this --limit."]
     lines += ["", "Candidates:", ""]
     for row in report["candidates"][1:]:
         lines.append(f"- **{row['name']}** ({row['kind']}): {row['note']}; checkpoint `{row['checkpoint']}`")

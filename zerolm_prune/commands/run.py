@@ -49,6 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--perplexity-limit", type=positive_int, default=None, help="passages for perplexity (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
     p.add_argument("--batch-size", default="1", help="lm-eval batch size, or auto")
+    p.add_argument("--recover-tokens", type=positive_int, default=None, help="after evaluating, recover every "
+                   "candidate by self-distillation on N self-generated tokens (zerolm-prune recover) and report "
+                   "before and after")
     p.add_argument("--out", required=True, help="run folder (reused on rerun)")
     add_model_options(p)
     p.set_defaults(func=run)
@@ -64,5 +67,6 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir, baselines=not args.no_baselines, save=not args.no_save, evaluate=not args.no_eval,
         perplexity=not args.no_perplexity, perplexity_limit=args.perplexity_limit, seed=args.seed,
         batch_size=parse_batch_size(args.batch_size), device=args.device, trust_remote_code=args.trust_remote_code,
+        recover_tokens=args.recover_tokens,
     )
     return 0

@@ -71,6 +71,9 @@ def budget(text: str) -> float:
     value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: a budget is a fraction in (0, 1] or an absolute count > 1")
+    if value > 1 and value != int(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: above 1 a budget is an absolute count of params or MACs, a whole "
+                                         "number; a fraction of the model is at most 1")
     if value > MAX_ABSOLUTE_BUDGET:
         raise argparse.ArgumentTypeError(f"{text!r}: an absolute budget above {MAX_ABSOLUTE_BUDGET:.0e} is not a model size")
     return value
@@ -138,6 +141,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 parses as inf
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
 def read_json(path: str | Path, what: str, *, lenient: bool = False) -> Any:
     """The JSON in a regular file (UTF-8, no NaN/Infinity, at most MAX_JSON_BYTES), or one line."""
     path = Path(path)
@@ -156,7 +166,7 @@ def read_json(path: str | Path, what: str, *, lenient: bool = False) -> Any:
             from .space import loads_lenient_json
 
             return loads_lenient_json(text)
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:
         raise UserError(f"{what} {path} nests too deeply to be a real file") from None
     except ValueError as err:
@@ -288,7 +298,7 @@ def check_safetensors(path: str | Path) -> None:
             raise UserError(f"{path} is not a valid safetensors file (header of {n} bytes in a {size}-byte file)")
         raw = fh.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        header = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise UserError(f"{path} is not a valid safetensors file (its header is not JSON)") from None
     if not isinstance(header, dict):

@@ -147,6 +147,19 @@ def check_fits(space: Any, config: Any, model: str) -> None:
         raise UserError(f"{space.source or space.name}: does not fit {model} ({err})") from None
 
 
+def check_budget(config: Any, space: Any, budget: float, *, by: str = "params", top_k: int = 1,
+                 include_lora: bool = False, seq_len: int = 1) -> None:
+    """A budget some subnet fits, checked on a shapes-only table (seconds, no weights): a run with
+    an impossible budget must fail before it loads the model or writes run.json."""
+    if config is None:
+        return
+    from .proxy import CapacityTable
+    from .search import check_search
+
+    table = CapacityTable.random_init(config, space, seq_len=seq_len)
+    check_search(table, budget, by=by, top_k=top_k, include_lora=include_lora)
+
+
 def check_ranked(spec: str, config: Any = None, model: str | None = None) -> int:
     """A ranked.json / subnet file, every entry checked; with a config, its depth must match."""
     _doc, layers = inputs.read_ranked_file(spec)
@@ -252,6 +265,8 @@ def _rank(args):
     space = check_space(args.space, model=args.model)
     if args.model and not args.model.endswith((".yaml", ".yml")):
         check_fits(space, config, args.model)
+        check_budget(config, space, args.budget, by=args.by, top_k=args.top_k, include_lora=args.include_lora,
+                     seq_len=args.seq_len)
 
 
 def _score(args):
@@ -281,12 +296,14 @@ def _eval(args):
 
 
 def _run_folder(out: str, model: str, space_source: str, trust_remote_code: bool = False, suite: str | None = None,
-                data_dir: str | None = None) -> None:
-    """run/demo: the whole run folder checked, and the space fitted to the model, before loading."""
+                data_dir: str | None = None, budget: float = 0.8, by: str = "params", top_k: int = 3) -> None:
+    """run/demo: the whole run folder checked, the space fitted to the model and the budget to the
+    space, before loading (a failure here writes no run.json that would block the fixed command)."""
     check_output_dir(out, "--out")
     config = check_model(model, trust_remote_code)
     space = check_space(space_source, model=model)
     check_fits(space, config, model)
+    check_budget(config, space, budget, by=by, top_k=top_k)
     check_suite(suite)
     check_folder_in(data_dir, "--data-dir")
     folder = Path(out)
@@ -298,11 +315,12 @@ def _run_folder(out: str, model: str, space_source: str, trust_remote_code: bool
 
 
 def _run(args):
-    _run_folder(args.out, args.model, args.space or args.model, args.trust_remote_code, args.suite, args.data_dir)
+    _run_folder(args.out, args.model, args.space or args.model, args.trust_remote_code, args.suite, args.data_dir,
+                budget=args.budget, by=args.by, top_k=args.top_k)
 
 
 def _demo(args):
-    _run_folder(args.out, "smollm2-135m", "smollm2-135m", suite="commonsense")
+    _run_folder(args.out, "smollm2-135m", "smollm2-135m", suite="commonsense", budget=args.budget)
 
 
 def _bench(args):

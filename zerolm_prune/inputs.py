@@ -58,6 +58,11 @@ def alpha(text: str) -> str:
     return str(text).strip()
 
 
+def alpha_number(text: str) -> float:
+    """A finite alpha as a number (score's --alpha), bounded as ``alpha``."""
+    return float(alpha(text)) if str(text).strip().lower() != "auto" else _number("auto")
+
+
 def open_fraction(text: str) -> float:
     """A share strictly between 0 and 1 (e.g. --fit-fraction)."""
     value = _number(text)

@@ -250,6 +250,13 @@ def _info(args):
 
 
 def _space(args):
+    if args.rank:
+        for item in str(args.rank).split(","):
+            if item.strip():
+                try:
+                    inputs.count(65_536, 1, "a LoRA rank")(item)
+                except argparse.ArgumentTypeError as err:
+                    raise UserError(f"--rank {args.rank!r}: {err}; write ranks like --rank 32,28") from None
     if args.out:
         check_output_file(args.out, "--out")
     if args.model:

@@ -34,6 +34,22 @@ def write_ranked(path: Path, subnets: list[dict], **extra) -> Path:
     return path
 
 
+def private_device(folder: Path) -> Path | None:
+    """A character device like /dev/null made inside ``folder`` (needs root), or None.
+
+    Why not /dev/null itself: a regression run as root would replace the machine's /dev/null with
+    a regular file (the very bug under test), breaking every other process on the machine.
+    """
+    import stat
+
+    path = folder / "null-device"
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, AttributeError, OSError):
+        return None
+    return path
+
+
 def listing(root: Path) -> list[tuple[str, int]]:
     """Every entry under ``root`` (hidden ones too) with its size: what a refusal must not change."""
     out = []

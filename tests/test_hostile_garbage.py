@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hostile_support import GOOD_SUBNET, Refusals, garbage_blobs, make_tiny_folder, write_ranked
+from hostile_support import GOOD_SUBNET, Refusals, garbage_blobs, make_tiny_folder, private_device, write_ranked
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,9 @@ def test_odd_paths_for_every_path_argument(tiny_dir, ws, capsys):
     folder = ws / "adir"
     folder.mkdir()
     (folder / "f").write_text("x")
-    odd_inputs = [str(ws / "caf\udce9.json"), "with\0nul", str(ws / "missing.json"), str(folder), "/dev/null", str(fifo)]
+    device = private_device(ws.parent)  # outside ws: it is a file the listing would compare
+    specials = [str(fifo)] + ([str(device)] if device else [])
+    odd_inputs = [str(ws / "caf\udce9.json"), "with\0nul", str(ws / "missing.json"), str(folder), *specials]
     tiny = str(tiny_dir)
     for bad in odd_inputs:
         for argv in (["space", bad], ["rank", tiny, "--space", bad, "--budget", "0.8"], ["info", bad],
@@ -171,7 +173,7 @@ def test_odd_paths_for_every_path_argument(tiny_dir, ws, capsys):
                      ["bench", "lts", "--data", bad], ["publish", bad, "--repo-id", "me/x", "--dry-run"],
                      ["prune", tiny, "--subnet", str(ranked), "--adapter", bad, "--merge", "--out", str(ws / "p")]):
             sweep.check(argv)
-    odd_outputs = ["/dev/null", str(fifo), str(folder), str(ws / "caf\udce9"), str(folder / "f" / "below")]
+    odd_outputs = [*specials, str(folder), str(ws / "caf\udce9"), str(folder / "f" / "below")]
     for bad in odd_outputs:
         for argv in (["rank", tiny, "--space", tiny, "--budget", "0.8", "--out", bad],
                      ["rank", tiny, "--space", tiny, "--budget", "0.8", "--plot", bad],
@@ -184,7 +186,7 @@ def test_odd_paths_for_every_path_argument(tiny_dir, ws, capsys):
                          ["demo", "--out", bad]):
                 sweep.check(argv)
     sweep.assert_all()
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and (device is None or stat.S_ISCHR(os.stat(device).st_mode))
 
 
 BAD_REPO_IDS = ["me/has space", "../x", "me/x\ninjected", "me/..", "noslash", "a/b/c", "me/" + "x" * 200, "me/x--y",

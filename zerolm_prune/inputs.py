@@ -52,7 +52,10 @@ def alpha(text: str) -> str:
     """``auto`` or a finite number, returned as text (rank/run/bench parse it themselves)."""
     if str(text).strip().lower() == "auto":
         return "auto"
-    value = _number(text)
+    try:
+        value = _number(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"--alpha must be a number or 'auto', got {text!r}") from None
     if abs(value) > 1e6:
         raise argparse.ArgumentTypeError(f"{text!r}: alpha weighs S_Attn against S_FFN; use a value in [-1e6, 1e6]")
     return str(text).strip()
@@ -75,7 +78,8 @@ def budget(text: str) -> float:
     """A fraction of the full model in (0, 1], or an absolute count above 1."""
     value = _number(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: a budget is a fraction in (0, 1] or an absolute count > 1")
+        raise argparse.ArgumentTypeError(f"{text}: must be positive: a fraction in (0, 1] of the full model or an "
+                                         "absolute count > 1")
     if value > 1 and value != int(value):
         raise argparse.ArgumentTypeError(f"{text!r}: above 1 a budget is an absolute count of params or MACs, a whole "
                                          "number; a fraction of the model is at most 1")
@@ -100,7 +104,6 @@ def count(cap: int, minimum: int = 1, what: str = "number") -> Callable[[str], i
 
 
 positive_int = count(10_000_000, 1, "a positive number")
-top_k = count(10**30, 1, "--top-k")  # the search's own bound (search.MAX_TOP_K) is checked in validate
 seq_len = count(1_048_576, 1, "--seq-len")
 seed = count(2**32 - 1, 0, "--seed")
 fewshot = count(100, 0, "--num-fewshot")

@@ -35,6 +35,26 @@ def check_text_args(args: argparse.Namespace) -> None:
                     raise UserError(f"--{key.replace('_', '-')}: {err}") from None
 
 
+#: argument -> check (``inputs`` types, also usable on values argparse already parsed)
+VALUES: dict[str, Callable[[Any], Any]] = {"budget": inputs.budget, "alpha": inputs.alpha}
+
+
+def check_values(args: argparse.Namespace) -> None:
+    """Numbers argparse only parsed (``--budget nan``, ``--alpha inf``), checked as ``inputs`` says;
+    also --top-k, which must be at least 1 (its upper bound is the search's own check)."""
+    for key, check in VALUES.items():
+        value = getattr(args, key, None)
+        if value is not None:
+            try:
+                check(str(value))
+            except argparse.ArgumentTypeError as err:
+                message = str(err)
+                raise UserError(message if message.startswith(f"--{key}") else f"--{key} {message}") from None
+    top_k = getattr(args, "top_k", None)
+    if top_k is not None and top_k < 1:
+        raise UserError(f"--top-k must be at least 1, got {top_k}")
+
+
 def check_device(name: str | None) -> None:
     """--device names a device this machine has (torch otherwise fails deep inside a move)."""
     if not name or name == "cpu":
@@ -168,7 +188,8 @@ def check_ranked(spec: str, config: Any = None, model: str | None = None) -> int
 
         n = get_adapter(config).num_layers
         if layers != n:
-            raise UserError(f"{spec}: subnets of {layers} layers, but {model} has {n}; rank subnets of this model")
+            raise UserError(f"{spec}: subnets have {layers} layers but the model has {n} ({model}); rank subnets "
+                            "of this model")
     return layers
 
 
@@ -356,12 +377,7 @@ LOCKED = {"prune": "out", "eval": "out", "run": "out", "demo": "out"}
 def before(args: argparse.Namespace) -> None:
     """All checks of ``args.command``; UserError on the first problem."""
     check_text_args(args)
-    top_k = getattr(args, "top_k", None)
-    if top_k is not None:
-        from .search import MAX_TOP_K
-
-        if top_k > MAX_TOP_K:
-            raise UserError(f"--top-k {top_k} is more than the search lists (at most {MAX_TOP_K:,}); ask for fewer")
+    check_values(args)
     check_device(getattr(args, "device", None))
     check = CHECKS.get(getattr(args, "command", None) or "")
     if check is not None:

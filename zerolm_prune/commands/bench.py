@@ -11,7 +11,7 @@ ORDER = 80
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="FILE", help="benchmark file (any file of the same schema)")
-    p.add_argument("--alpha", default="auto", type=inputs.alpha, metavar="auto|VALUE",
+    p.add_argument("--alpha", default="auto", metavar="auto|VALUE",
                    help="alpha in S = S_FFN + alpha*S_Attn; 'auto' fits it by ZeroLM's benchmark sampling on "
                         "--fit-fraction of the rows and reports every proxy on the other rows (default: auto)")
     p.add_argument("--fit-fraction", type=inputs.open_fraction, default=0.3, help="share of rows used to fit alpha (default 0.3)")

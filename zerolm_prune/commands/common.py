@@ -20,7 +20,7 @@ positive_int = inputs.positive_int
 
 def add_ranking_options(parser: argparse.ArgumentParser) -> None:
     """--alpha, --ranker and --order, worded once for rank and run (which must agree)."""
-    parser.add_argument("--alpha", default=None, type=inputs.alpha,
+    parser.add_argument("--alpha", default=None,
                         help="ZeroLM's weight of S_Attn: a number, or 'auto' for the label-free parameter-correlation "
                         "heuristic (default: 1.0, zerolm_prune.search.DEFAULT_ALPHA)")
     parser.add_argument("--ranker", default=None,

@@ -59,10 +59,10 @@ def register(subparsers) -> None:
                         "model); for a LoNAS NNCF --space, a recipe YAML supplying the config and LoRA settings")
     p.add_argument("--space", required=True, metavar="SPACE",
                    help="recipe YAML (or a recipe name), LoNAS NNCF JSON or saved space JSON")
-    p.add_argument("--budget", required=True, type=inputs.budget,
+    p.add_argument("--budget", required=True, type=float,
                    help="<= 1: fraction of the full model (embeddings included); > 1: absolute params or MACs")
     p.add_argument("--by", choices=("params", "macs"), default="params", help="what the budget counts (default: params)")
-    p.add_argument("--top-k", type=inputs.top_k, default=10, help="how many subnets to return (default: 10)")
+    p.add_argument("--top-k", type=int, default=10, help="how many subnets to return (default: 10)")
     add_ranking_options(p)
     p.add_argument("--include-lora", action="store_true", help="count LoRA A/B parameters in the budget")
     p.add_argument("--all-ties", action="store_true",

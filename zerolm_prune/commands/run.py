@@ -33,9 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("model", metavar="MODEL", help="built-in asset (smollm2-135m, minilm-l6), local folder or hub id")
     p.add_argument("--space", default=None, help="recipe YAML, LoNAS NNCF JSON or saved space (default: the "
                    "shipped recipe of a built-in model, else FFN 100..50%% and heads 100/67%% of MODEL)")
-    p.add_argument("--budget", type=inputs.budget, default=0.8, help="fraction of the full model (<= 1) or an absolute count")
+    p.add_argument("--budget", type=float, default=0.8, help="fraction of the full model (<= 1) or an absolute count")
     p.add_argument("--by", choices=("params", "macs"), default="params", help="what the budget counts")
-    p.add_argument("--top-k", type=inputs.top_k, default=3, help="proxy candidates to save and evaluate (default 3)")
+    p.add_argument("--top-k", type=int, default=3, help="proxy candidates to save and evaluate (default 3)")
     add_ranking_options(p)
     p.add_argument("--suite", default="commonsense", help="commonsense (6 tasks) or lonas8 (8 tasks); encoders "
                    "always run the GLUE probe")

@@ -62,11 +62,16 @@ def listing(root: Path) -> list[tuple[str, int]]:
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     """``main(argv)`` in-process: (exit code, stderr); argparse's own exit counts as a return."""
+    import traceback
+
+    escaped = ""
     try:
         code = main(argv)
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 2
-    return code, capsys.readouterr().err
+    except Exception:  # what a real process would print before exiting 1
+        code, escaped = 1, traceback.format_exc()
+    return code, capsys.readouterr().err + escaped
 
 
 def refusal_problem(argv: list[str], capsys, root: Path, needle: str | None = None) -> str | None:

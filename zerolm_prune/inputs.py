@@ -272,6 +272,15 @@ def check_ranked_document(doc: Any, path: str) -> None:
     for key in ("model", "order", "orders_file", "space", "ranker"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise UserError(f"{path}: {key!r} must be a string, not {type(doc[key]).__name__}")
+    if doc.get("orders_file"):  # a name next to the ranked file, never a path elsewhere
+        from .paths import check_name
+
+        check_name(doc["orders_file"], f"{path}: orders_file", any_characters=True)
+        sidecar = Path(path).parent / doc["orders_file"]
+        if sidecar.exists():
+            orders = read_json_mapping(sidecar, "unit orders file")
+            if not isinstance(orders.get("orders"), dict):
+                raise UserError(f"{sidecar} is not a unit orders file written by `zerolm-prune rank`")
 
 
 def read_ranked_file(spec: str) -> tuple[dict[str, Any] | Any, int]:

@@ -18,9 +18,14 @@ from .errors import UserError
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 
 
-def check_name(name: object, where: str) -> str:
+def check_name(name: object, where: str, *, any_characters: bool = False) -> str:
     """A single safe path component (``top1``, ``lonas-heuristic``): no separators, no ``..``, not
-    hidden, not absolute, at most 128 characters."""
+    hidden, not absolute, at most 128 characters. ``any_characters``: also spaces and other
+    characters a user's own file name may hold (still one component, not hidden)."""
+    loose = (isinstance(name, str) and 0 < len(name) <= 255 and not name.startswith(".")
+             and not any(c in name for c in "/\\\0"))
+    if any_characters and loose:
+        return name  # type: ignore[return-value]
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
         raise UserError(f"{where}: {name!r} is not a plain name (letters, digits, _ . + -, no '/' or '..'); "
                         "it would name a path outside the output folder")

@@ -204,3 +204,28 @@ def test_publish_refuses_repo_ids_the_hub_refuses(tiny_dir, ws, capsys, tmp_path
     for repo in BAD_REPO_IDS:
         sweep.check(["publish", str(out), "--repo-id", repo, "--dry-run"])
     sweep.assert_all()
+
+
+def test_garbage_sidecars_and_task_data(tiny_dir, ws, capsys):
+    """The unit orders file a ranked.json names, and --data-dir task files, fed every blob."""
+    sweep = Refusals(capsys, ws)
+    tiny = str(tiny_dir)
+    data = ws / "data"
+    data.mkdir()
+    for i, blob in enumerate(garbage_blobs()):
+        side = ws / f"side{i}.json"
+        side.write_bytes(blob)
+        ranked = write_ranked(ws / f"ranked{i}.json", [GOOD_SUBNET])
+        doc = __import__("json").loads(ranked.read_text())
+        ranked.write_text(__import__("json").dumps({**doc, "orders_file": side.name, "order": "selfgen"}))
+        sweep.check(["prune", tiny, "--subnet", str(ranked), "--out", str(ws / "o")])
+        sweep.check(["eval", tiny, "--subnets", str(ranked), "--out", str(ws / "e")])
+        (data / "piqa.jsonl").write_bytes(blob if blob.strip() else b"\n")
+        sweep.check(["eval", tiny, "--suite", "piqa", "--data-dir", str(data), "--out", str(ws / "e")])
+    for name in ("../../etc/passwd", "/etc/passwd", ".hidden"):
+        ranked = ws / "escape.json"
+        ranked.write_text(__import__("json").dumps({"order": "selfgen", "orders_file": name,
+                                                    "subnets": [{"subnet": GOOD_SUBNET}]}))
+        sweep.check(["prune", tiny, "--subnet", str(ranked), "--out", str(ws / "o")])
+    sweep.check(["eval", tiny, "--suite", "piqa,arc_easy", "--data-dir", str(data), "--out", str(ws / "e")])
+    sweep.assert_all()

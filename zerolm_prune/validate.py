@@ -10,6 +10,7 @@ the folder a command locks (``locking.out_lock``).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -219,6 +220,73 @@ def check_suite(suite: str | None) -> None:
     resolve_suite(suite)
 
 
+#: fields lm-eval's built-in prompt of each task reads from a document (the hub dataset's own)
+TASK_FIELDS = {
+    "boolq": ("passage", "question", "label"), "piqa": ("goal", "sol1", "sol2", "label"),
+    "hellaswag": ("ctx_a", "ctx_b", "activity_label", "endings", "label"),
+    "winogrande": ("sentence", "option1", "option2", "answer"), "arc_easy": ("question", "choices", "answerKey"),
+    "arc_challenge": ("question", "choices", "answerKey"), "openbookqa": ("question_stem", "choices", "answerKey"),
+    "social_iqa": ("context", "question", "answerA", "answerB", "answerC", "label"),
+}
+
+
+def check_data_dir(data_dir: str | None, suite: str | None, config: Any = None) -> None:
+    """--data-dir: every task of the suite has a file there, and JSONL/JSON files hold one JSON
+    object per line (a malformed line otherwise fails inside lm-eval, after the model loaded).
+    Encoders (GLUE probe, no suite) only need the folder to exist."""
+    if not data_dir:
+        return
+    check_folder_in(data_dir, "--data-dir")
+    from .loading import _is_causal
+
+    if config is not None and not _is_causal(config):
+        return
+    from .evaluate import resolve_suite
+    from .tasks import spec
+    from .tasks.data import user_files
+
+    for task in resolve_suite(suite or "commonsense"):
+        builder, files = user_files(spec(task), data_dir)
+        if builder != "json":
+            continue
+        for file in files.values():
+            _check_jsonl(Path(file), TASK_FIELDS.get(task, ()))
+
+
+def _check_row(path: Path, where: str, row: Any, fields: tuple[str, ...]) -> None:
+    if not isinstance(row, dict):
+        raise UserError(f"{path}: {where} is a {type(row).__name__}, not a JSON object")
+    missing = [f for f in fields if row.get(f) is None]
+    if missing:
+        raise UserError(f"{path}: {where} lacks {', '.join(missing)} (documents need the hub dataset's fields: "
+                        f"{', '.join(fields)})")
+
+
+def _check_jsonl(path: Path, fields: tuple[str, ...] = ()) -> None:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start})") from None
+    stripped = text.strip()
+    if stripped.startswith("["):  # a .json file holding one list of documents
+        rows = inputs.read_json(path, "task data")
+        if not isinstance(rows, list) or not rows:
+            raise UserError(f"{path}: a JSON task file is a list of objects (one per document)")
+        for n, row in enumerate(rows):
+            _check_row(path, f"document {n}", row, fields)
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        except (ValueError, RecursionError):
+            raise UserError(f"{path}: line {n} is not a JSON object; one document per line") from None
+        _check_row(path, f"line {n}", row, fields)
+    if not stripped:
+        raise UserError(f"{path} holds no documents")
+
+
 def check_folder_in(path: str | None, flag: str) -> None:
     if path and not Path(path).is_dir():
         raise UserError(f"{flag} {path} is not a folder")
@@ -319,7 +387,8 @@ def _eval(args):
     if args.subnets:
         check_ranked(args.subnets, config, args.model)
     check_suite(args.suite)
-    check_folder_in(args.data_dir, "--data-dir")
+    if args.source == "local":
+        check_data_dir(args.data_dir, args.suite, config)
     check_results(Path(args.out) / "results.json")
 
 
@@ -333,7 +402,7 @@ def _run_folder(out: str, model: str, space_source: str, trust_remote_code: bool
     check_fits(space, config, model)
     check_budget(config, space, budget, by=by, top_k=top_k)
     check_suite(suite)
-    check_folder_in(data_dir, "--data-dir")
+    check_data_dir(data_dir, suite, config)
     folder = Path(out)
     if (folder / "run.json").exists():
         inputs.read_json_mapping(folder / "run.json", "run settings (resuming)")

@@ -86,7 +86,7 @@ def test_broken_checkpoints_are_refused_before_loading(tiny_dir, ws, capsys):
     sweep = Refusals(capsys, ws)
     ranked = write_ranked(ws / "ranked.json", [GOOD_SUBNET])
     for d in _model_folders(ws, tiny_dir, rng):
-        for argv in (["info", str(d)], ["prune", str(d), "--subnet", str(ranked), "--out", str(ws / "o")],
+        for argv in (["info", str(d)], ["space", str(d)], ["prune", str(d), "--subnet", str(ranked), "--out", str(ws / "o")],
                      ["score", str(d), "--subnets", str(ranked), "--json", str(ws / "s.json")],
                      ["eval", str(d), "--subnets", str(ranked), "--out", str(ws / "e")],
                      ["rank", str(d), "--space", str(d), "--budget", "0.8"]):

@@ -350,6 +350,8 @@ def _space(args):
         check_output_file(args.out, "--out")
     if args.model:
         check_model(args.model)
+    if Path(args.source).expanduser().is_dir():  # a MODEL folder: its config and headers first
+        check_model(args.source)
     check_space(args.source, model=args.model, ffn=args.ffn, heads=args.heads, rank=args.rank)
 
 

@@ -359,3 +359,20 @@ def test_subprocess_exit_codes_and_a_non_utf8_path(tmp_path):
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("zerolm-prune: error:"), err
     assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize("change, needle", [({"model_type": "bert"}, "another model"),
+                                            ({"vocab_size": 1}, "shapes config.json describes"),
+                                            ({"hidden_size": 128}, "shapes config.json describes"),
+                                            ({"tie_word_embeddings": "yes"}, "malformed"),
+                                            ({"num_hidden_layers": "3"}, "whole number"),
+                                            ({"num_hidden_layers": 10**6}, "out of range")])
+def test_a_config_that_does_not_describe_the_weights_is_refused_before_loading(tiny_dir, tmp_path, capsys, no_loading,
+                                                                              change, needle):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **change}))
+    for argv in (["info", str(folder)], ["rank", str(folder), "--space", str(folder), "--budget", "0.8"],
+                 ["eval", str(folder), "--out", str(tmp_path / "e")]):
+        assert_refused(argv, capsys, tmp_path, needle=needle)

@@ -352,7 +352,8 @@ def check_config_json(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: architectures must be a list of class names")
     for key in _CONFIG_INTS:
         if config.get(key) is not None:
-            whole(config[key], f"{path}: {key}", minimum=1, cap=10**9)
+            whole(config[key], f"{path}: {key}", minimum=1, cap=MAX_LAYERS if key in ("num_hidden_layers", "n_layer")
+                  else 10**9)
     return config
 
 

@@ -98,7 +98,56 @@ def check_model(spec: str | None, trust_remote_code: bool = False) -> Any:
     inputs.check_model_folder(where)
     _refuse_unpermitted_code(Path(where), trust_remote_code)
     _refuse_pickles_only(Path(where))
-    return load_config(spec, trust_remote_code=trust_remote_code)
+    try:
+        config = load_config(spec, trust_remote_code=trust_remote_code)
+    except Exception as err:  # transformers' own type checks of config fields (hub strict dataclasses)
+        if not (isinstance(err, SHAPE_ERRORS) or type(err).__module__.startswith("huggingface_hub")):
+            raise
+        raise UserError(f"{spec}: its config.json is malformed ({str(err).strip().splitlines()[-1][:200]})") from None
+    _check_weights_fit(Path(where), config)
+    return config
+
+
+def _strip(key: str, prefix: str) -> str:
+    return key[len(prefix) + 1:] if prefix and key.startswith(prefix + ".") else key
+
+
+def _check_weights_fit(folder: Path, config: Any) -> None:
+    """The safetensors tensors are the ones config.json describes (names and shapes), checked on
+    the meta device (no memory): a config of another model or size otherwise loads with freshly
+    initialised weights (silently) or fails deep inside transformers."""
+    from .loading import _is_causal, is_pruned_folder
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files or is_pruned_folder(folder):
+        return
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = (AutoModelForCausalLM if _is_causal(config) else AutoModel).from_config(config)
+    except Exception:  # noqa: BLE001 - a config we cannot build here is reported by the real load
+        return
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    want = {_strip(k, prefix): tuple(v.shape) for k, v in model.state_dict().items()}
+    have: dict[str, tuple] = {}
+    for file in files:
+        from .checkpoint import read_safetensors_header
+
+        header, _ = read_safetensors_header(file)
+        have.update({_strip(k, prefix): tuple(v["shape"]) for k, v in header.items()})
+    wrong = [k for k in want if k in have and want[k] != have[k]]
+    if wrong:
+        k = wrong[0]
+        raise UserError(f"{folder}: {len(wrong)} tensors do not have the shapes config.json describes (first: {k} is "
+                        f"{list(have[k])}, the config says {list(want[k])}); is config.json from another model?")
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
+    missing = [k for k in want if k not in have and k not in tied and "rotary" not in k and "position_ids" not in k]
+    if missing and len(missing) * 2 > len(want):  # most of the model absent: another architecture
+        raise UserError(f"{folder}: {len(missing)} of {len(want)} tensors the config describes are not in the weights "
+                        f"(first: {missing[0]}); is config.json from another model?")
 
 
 def _refuse_unpermitted_code(folder: Path, trust_remote_code: bool) -> None:

@@ -376,3 +376,16 @@ def test_a_config_that_does_not_describe_the_weights_is_refused_before_loading(t
     for argv in (["info", str(folder)], ["rank", str(folder), "--space", str(folder), "--budget", "0.8"],
                  ["eval", str(folder), "--out", str(tmp_path / "e")]):
         assert_refused(argv, capsys, tmp_path, needle=needle)
+
+
+def test_a_temp_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    from zerolm_prune.atomic import write_text
+
+    dead = _dead_pid()
+    debris = [tmp_path / f".r.json.tmp-{dead}-abc.tmp", tmp_path / ".r.json.k2j3x9q_.tmp"]  # new and pre-pid names
+    for d in debris:
+        d.write_text("half")
+    mine = tmp_path / f".r.json.tmp-{os.getpid()}-live.tmp"  # a live writer's temp file stays
+    mine.write_text("in progress")
+    write_text(tmp_path / "r.json", "{}")
+    assert not any(d.exists() for d in debris) and mine.exists()

@@ -65,11 +65,11 @@ def clean_stale_staging(out: str | Path) -> list[Path]:
         entries = list(out.parent.iterdir())
     except OSError:
         return []
-    pattern = re.compile(re.escape(f".{out.name}.") + r"(partial|old|tmp)-(?:(\d+)-)?")
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(?:(?:partial|old|tmp)-(?:(\d+)-)?|[a-z0-9_]{8}\.(?:tmp|png|probe)$)")
     removed = []
     for entry in entries:
         match = pattern.match(entry.name)
-        if not match or (match.group(2) and pid_alive(int(match.group(2)))):
+        if not match or (match.group(1) and pid_alive(int(match.group(1)))):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():

@@ -160,7 +160,7 @@ def read_json(path: str | Path, what: str, *, lenient: bool = False) -> Any:
     """The JSON in a regular file (UTF-8, no NaN/Infinity, at most MAX_JSON_BYTES), or one line."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{what} {path} does not exist")
+        raise UserError(f"{what} {path}: file not found")
     if not path.is_file():
         raise UserError(f"{what} {path} is not a regular file")
     if path.stat().st_size > MAX_JSON_BYTES:

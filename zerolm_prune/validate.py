@@ -37,7 +37,8 @@ def check_text_args(args: argparse.Namespace) -> None:
 
 
 #: argument -> check (``inputs`` types, also usable on values argparse already parsed)
-VALUES: dict[str, Callable[[Any], Any]] = {"budget": inputs.budget, "alpha": inputs.alpha}
+VALUES: dict[str, Callable[[Any], Any]] = {"budget": inputs.budget, "alpha": inputs.alpha,
+                                           "batch_size": inputs.batch_size}
 
 
 def check_values(args: argparse.Namespace) -> None:
@@ -50,7 +51,8 @@ def check_values(args: argparse.Namespace) -> None:
                 check(str(value))
             except argparse.ArgumentTypeError as err:
                 message = str(err)
-                raise UserError(message if message.startswith(f"--{key}") else f"--{key} {message}") from None
+                flag = f"--{key.replace('_', '-')}"
+                raise UserError(message if message.startswith(flag) else f"{flag} {message}") from None
     top_k = getattr(args, "top_k", None)
     if top_k is not None and top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {top_k}")

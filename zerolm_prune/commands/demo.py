@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from .. import inputs
 from .common import positive_int
 
 ORDER = 90
@@ -27,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--limit", type=positive_int, default=10, help="documents per task (default: 10; the whole demo stays under 15 min on 2 CPU cores)")
     p.add_argument("--budget", type=float, default=0.8, help="fraction of the parameters to keep (default 0.8)")
-    p.add_argument("--batch-size", default="8", type=inputs.batch_size, help="lm-eval batch size (default 8)")
+    p.add_argument("--batch-size", default="8", help="lm-eval batch size (default 8)")
     p.set_defaults(func=run)
 
 

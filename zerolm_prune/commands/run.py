@@ -49,7 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity column")
     p.add_argument("--perplexity-limit", type=positive_int, default=None, help="passages for perplexity (default: all)")
     p.add_argument("--seed", type=inputs.seed, default=0, help="seed of the random baseline")
-    p.add_argument("--batch-size", default="1", type=inputs.batch_size, help="lm-eval batch size, or auto")
+    p.add_argument("--batch-size", default="1", help="lm-eval batch size, or auto")
     p.add_argument("--out", required=True, help="run folder (reused on rerun)")
     add_model_options(p)
     p.set_defaults(func=run)

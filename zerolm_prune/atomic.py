@@ -8,7 +8,11 @@ is atomic on POSIX and Windows. Folders (checkpoints) use the same idea in ``che
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -31,11 +35,73 @@ def _unwritable(path: Path, err: OSError):
     return UserError(f"cannot write {path} ({err.strerror or err}); pick a folder you can write to")
 
 
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists on this machine (signal 0 only asks)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def staging_prefix(out: Path, kind: str) -> str:
+    """``.<name>.<kind>-<pid>-``: the hidden temp name of an output being written by this process,
+    so that a later run can tell its own staging from debris left by a killed one."""
+    return f".{out.name}.{kind}-{os.getpid()}-"
+
+
+def clean_stale_staging(out: str | Path) -> list[Path]:
+    """Remove staging debris of ``out`` (``.<name>.partial-*``, ``.old-*``, ``.tmp-*`` next to it)
+    whose writer is dead: kill -9 or a power cut leave them, up to a whole checkpoint each.
+
+    Names written before the pid was recorded count as stale. Returns what was removed.
+    """
+    out = Path(out)
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return []
+    pattern = re.compile(re.escape(f".{out.name}.") + r"(?:(?:partial|old|tmp)-(?:(\d+)-)?|[a-z0-9_]{8}\.(?:tmp|png|probe)$)")
+    removed = []
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if not match or (match.group(1) and pid_alive(int(match.group(1)))):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
+def _refuse_special(path: Path) -> None:
+    """Outputs replace regular files only: ``os.replace`` onto /dev/null or a fifo would swap the
+    device node for a regular file (as root), or a folder for a file."""
+    from .errors import UserError
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path} exists and is not a regular file; outputs never replace devices, pipes or folders")
+
+
 def _temp_beside(path: Path, suffix: str) -> str:
     """An empty hidden temp file in ``path``'s folder (made if missing); UserError if it cannot be."""
+    _refuse_special(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        clean_stale_staging(path)
+        fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path, "tmp"), suffix=suffix, dir=path.parent)
     except OSError as err:
         raise _unwritable(path, err) from None
     os.close(fd)
@@ -54,6 +120,7 @@ def _write_via(path: str | Path, writer: Callable[[str], None], suffix: str = ""
     os.chmod(tmp, default_mode(0o666))
     try:
         writer(tmp)
+        _refuse_special(path)  # appeared while writing
         os.replace(tmp, path)
     except OSError as err:  # e.g. a full disk: the target is untouched, the temp file goes below
         raise _unwritable(path, err) from None
@@ -71,8 +138,21 @@ def write_text(path: str | Path, text: str) -> Path:
     return _write_via(path, writer)
 
 
+def finite_json(data: Any) -> Any:
+    """``data`` with every NaN/infinite float replaced by None: ``NaN`` is not JSON, and a strict
+    reader (jq, JavaScript, ``json.loads(..., parse_constant=...)``) rejects the whole file."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_json(v) for v in data]
+    return data
+
+
 def write_json(path: str | Path, data: Any, indent: int | None = 2) -> Path:
-    return write_text(path, json.dumps(data, indent=indent) + "\n")
+    """Strict JSON (NaN/inf written as null, see ``finite_json``), atomically."""
+    return write_text(path, json.dumps(finite_json(data), indent=indent, allow_nan=False) + "\n")
 
 
 def save_figure(fig: Any, path: str | Path) -> Path:

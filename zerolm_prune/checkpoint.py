@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from torch import nn
 
-from .atomic import default_mode
+from .atomic import clean_stale_staging, default_mode, staging_prefix
 from .errors import UserError
 from .safetensors_io import SafetensorsReader, read_safetensors_header, write_safetensors  # noqa: F401  (re-exported)
 
@@ -160,7 +160,8 @@ def staged_dir(out: Path) -> Iterator[Path]:
     """A hidden temp folder beside ``out`` to write into; renamed to ``out`` when the block ends,
     removed when it raises, so no half-written folder ever looks complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    clean_stale_staging(out)  # debris of a killed earlier save of the same output
+    tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(out, "partial"), dir=out.parent))
     tmp.chmod(default_mode(0o777))  # the finished folder reads like one made by mkdir, not 0700
     try:
         yield tmp
@@ -174,7 +175,7 @@ def replace_dir(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an old ``out`` is moved aside first and removed after."""
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        old = Path(tempfile.mkdtemp(prefix=staging_prefix(out, "old"), dir=out.parent))
         os.replace(out, old / "x")
     os.replace(tmp, out)
     if old is not None:

@@ -11,9 +11,11 @@ import argparse
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+import threading
 
-from .errors import UserError
+from .errors import Terminated, UserError
 
 DESCRIPTION = """\
 Data-free structured pruning of Hugging Face language models.
@@ -35,7 +37,7 @@ class _OneLineParser(argparse.ArgumentParser):
     """argparse prints usage + error; users asked for one clear line and exit code 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"zerolm-prune: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,25 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    threads = os.environ.get("ZEROLM_PRUNE_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # SIGTERM cleans up as Ctrl-C does
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except UserError as err:
         print(f"zerolm-prune: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zerolm-prune: interrupted; rerun the same command to resume where it stopped", file=sys.stderr)
         return 130
+    except Terminated:
+        print("zerolm-prune: terminated; rerun the same command to resume where it stopped", file=sys.stderr)
+        return 143
     except OSError as err:
         if not err.filename:  # not about a path the user gave: a bug or the machine, keep the traceback
             raise
@@ -78,6 +85,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"zerolm-prune: error: {err.filename}: {err.strerror or err}; check the path and its permissions",
               file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Validate everything (``validate.before``), then run the command holding its --out lock."""
+    from .locking import out_lock
+    from .validate import before, output_folder
+
+    threads = os.environ.get("ZEROLM_PRUNE_THREADS")
+    if threads:
+        from .inputs import env_threads
+
+        count = env_threads(threads)
+        import torch
+
+        torch.set_num_threads(count)
+    before(args)  # every argument and input file, before any model loads or anything is written
+    out = output_folder(args)
+    if out is None:
+        return int(args.func(args) or 0)
+    with out_lock(out, command=args.command):
+        return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ import numpy as np
 
 from .atomic import write_text
 from .errors import UserError
+from .paths import confine
 from .units import WEIGHT_ONLY_ORDERS, check_order_name
 
 from .report import (EVAL_DIR, FRONT_FILE, MODELS_DIR, RANKED_FILE, REPORT_JSON, REPORT_MD, RUN_FILE,  # noqa: F401
@@ -493,11 +494,11 @@ def _save_candidates(full_model, tokenizer, candidates: list[dict], document: di
     from .materialize import materialize
     from .space import Subnet
 
-    todo = [c for c in candidates if not (folder / c["name"] / "config.json").is_file()]
+    todo = [c for c in candidates if not (confine(folder, c["name"], "candidate") / "config.json").is_file()]
     for entry in tqdm(todo, desc="saving", disable=not progress or not todo):
         pruned = materialize(full_model, Subnet.from_dict(entry["subnet"]), order=unit_orders or document["order"],
                              inplace=False)
-        save_pretrained(pruned, folder / entry["name"], tokenizer=tokenizer, subnet=entry["subnet"],
+        save_pretrained(pruned, confine(folder, entry["name"], "candidate"), tokenizer=tokenizer, subnet=entry["subnet"],
                         card=_card_fields(entry, document), source=str(document["model"]),
                         metadata={"order": document["order"]})
         del pruned
@@ -509,7 +510,7 @@ def _refresh_cards(folder: Path, candidates: list[dict], results: dict, document
 
     by_name = {c["name"]: c for c in results.get("candidates", [])}
     for entry in candidates:
-        card_path = folder / entry["name"] / "README.md"
+        card_path = confine(folder, entry["name"], "candidate") / "README.md"
         evaluated = by_name.get(entry["name"])
         if card_path.parent.is_dir() and evaluated and evaluated.get("done"):
             fields = _card_fields(entry, document, {"tasks": evaluated.get("tasks", {})})

@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
-_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+from .errors import SecretInOutput
+from .tokens import contains_token
+
 TAGS = ["pruned", "zerolm-prune"]
 #: hub ids of the built-in assets, so that ``base_model`` links a real repository
 HUB_IDS = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -38,8 +40,8 @@ def _check_no_tokens(value: Any) -> None:
     elif isinstance(value, (list, tuple)):
         for v in value:
             _check_no_tokens(v)
-    elif isinstance(value, str) and _TOKEN.search(value):
-        raise ValueError("model card fields contain something that looks like an access token; refusing to write it")
+    elif isinstance(value, str) and contains_token(value):
+        raise SecretInOutput("model card fields contain an access token; refusing to write it")
 
 
 def _metric_rows(results: dict[str, Any]) -> list[tuple[str, str, float]]:

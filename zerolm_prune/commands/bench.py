@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .. import inputs
+
 ORDER = 80
 
 
@@ -12,9 +14,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", default="auto", metavar="auto|VALUE",
                    help="alpha in S = S_FFN + alpha*S_Attn; 'auto' fits it by ZeroLM's benchmark sampling on "
                         "--fit-fraction of the rows and reports every proxy on the other rows (default: auto)")
-    p.add_argument("--fit-fraction", type=float, default=0.3, help="share of rows used to fit alpha (default 0.3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, the random init and the bootstrap")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--fit-fraction", type=inputs.open_fraction, default=0.3, help="share of rows used to fit alpha (default 0.3)")
+    p.add_argument("--seed", type=inputs.seed, default=0, help="seed of the split, the random init and the bootstrap")
+    p.add_argument("--bootstrap", type=inputs.bootstrap, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--grad", action="store_true",
                    help="also sample SynFlow and SNIP on built surrogates (slow: minutes); the closed-form "
                         "expected SynFlow is always reported")

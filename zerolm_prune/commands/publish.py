@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 ORDER = 60
@@ -25,14 +26,46 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_repo_id(repo_id: str) -> None:
+    """The repo id rules of the hub itself (``huggingface_hub.utils.validate_repo_id``) plus the
+    owner/name form, so --dry-run never accepts an id the real upload rejects."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from ..errors import UserError
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise UserError(f"--repo-id {repo_id!r} is not a valid hub repository id ({str(err).splitlines()[0][:160]})") from None
+    if repo_id.count("/") != 1:
+        raise UserError(f"--repo-id {repo_id!r} must look like owner/name")
+
+
 def upload_plan(folder: Path) -> list[tuple[str, int]]:
-    """(relative path, bytes) of every file that would be uploaded; hidden files are skipped."""
+    """(relative path, bytes) of every file that would be uploaded; hidden files are skipped.
+
+    Symbolic links whose target lies outside ``folder`` are refused: an upload follows them and
+    would publish a file the user never put in the folder (a key, a home directory).
+    """
+    from ..errors import UserError
+    from ..paths import inside
+
     files = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            files.append((rel.as_posix(), path.stat().st_size))
-    return files
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        for name in sorted(dirs + names):
+            path = Path(root) / name
+            rel = path.relative_to(folder)
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            if path.is_symlink() and not inside(folder, path):
+                raise UserError(f"{path} is a symbolic link to {os.path.realpath(path)}, outside {folder}; "
+                                "publishing would upload it: remove the link or copy the file in")
+            if path.is_symlink() and path.is_dir():
+                raise UserError(f"{path} is a symbolic link to a folder; copy the folder in instead")
+            if path.is_file():
+                files.append((rel.as_posix(), path.stat().st_size))
+    return sorted(files)
 
 
 def _human(n: int) -> str:
@@ -43,14 +76,25 @@ def _human(n: int) -> str:
     return str(n)
 
 
+#: exception classes (by module) that mean "no network": the hub client uses httpx or requests
+_NETWORK_MODULES = ("httpx", "httpcore", "requests", "urllib3", "socket", "ssl", "http")
+
+
 def _network_error(err: BaseException) -> bool:
-    module = type(err).__module__.split(".")[0]
-    return isinstance(err, (OSError, ConnectionError, TimeoutError)) or module in ("httpx", "httpcore", "requests", "urllib3")
+    """True when ``err`` or anything in its cause chain is a connection/timeout/DNS failure."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        module = type(err).__module__.split(".")[0]
+        if isinstance(err, (ConnectionError, TimeoutError)) or module in _NETWORK_MODULES:
+            return True
+        if isinstance(err, OSError) and not getattr(err, "filename", None):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from ..errors import UserError
     from ..loading import is_pruned_folder
 
@@ -59,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{folder} is not a folder; pass the --out folder of `zerolm-prune prune`")
     if not is_pruned_folder(folder):
         raise UserError(f"{folder} was not written by `zerolm-prune prune` (no 'zerolm_prune' key in config.json)")
-    if args.repo_id.count("/") != 1 or any(not part for part in args.repo_id.split("/")):
-        raise UserError(f"--repo-id {args.repo_id!r} must look like owner/name")
+    check_repo_id(args.repo_id)
     plan = upload_plan(folder)
     if args.dry_run:
         total = sum(size for _, size in plan)
@@ -70,8 +113,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {name:<40} {_human(size):>10}")
         return 0
 
+    try:
+        return _upload(args, folder, plan)
+    except UserError:
+        raise
+    except Exception as err:
+        if _network_error(err):
+            raise UserError(f"the Hugging Face Hub is unreachable ({type(err).__name__}); check the network and "
+                            "retry") from None
+        raise
+
+
+def _upload(args: argparse.Namespace, folder: Path, plan: list[tuple[str, int]]) -> int:
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    from ..errors import UserError
 
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise UserError("the Hugging Face Hub is unreachable: HF_HUB_OFFLINE is set; unset it to publish "
@@ -82,15 +139,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         api.create_repo(args.repo_id, private=args.private, exist_ok=True, repo_type="model")
         info = api.upload_folder(folder_path=str(folder), repo_id=args.repo_id, repo_type="model",
-                                 ignore_patterns=[".*", "**/.*"],
+                                 allow_patterns=[name for name, _ in plan],  # exactly what was listed
                                  commit_message="Upload pruned model (zerolm-prune)")
     except OfflineModeIsEnabled:
         raise UserError("the Hugging Face Hub is unreachable: offline mode is enabled; unset HF_HUB_OFFLINE") from None
     except HfHubHTTPError as err:
         raise UserError(f"the Hub refused the upload to {args.repo_id}: {str(err).splitlines()[0]}") from None
-    except Exception as err:
-        if _network_error(err):
-            raise UserError(f"the Hugging Face Hub is unreachable ({type(err).__name__}); check the network and retry") from None
-        raise
     print(f"uploaded {len(plan)} files to {getattr(info, 'commit_url', None) or 'https://huggingface.co/' + args.repo_id}")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from .. import inputs
 from .common import add_model_options, add_ranking_options
 
 ORDER = 30
@@ -67,10 +68,10 @@ def register(subparsers) -> None:
     p.add_argument("--all-ties", action="store_true",
                    help="rank options that differ only in what neither score nor budget sees (e.g. LoRA ranks "
                         "without --include-lora) separately; by default the first listed stands for them")
-    p.add_argument("--seq-len", type=int, default=512, help="context length for attention MACs/token (default: 512)")
+    p.add_argument("--seq-len", type=inputs.seq_len, default=512, help="context length for attention MACs/token (default: 512)")
     p.add_argument("--shapes-only", action="store_true",
                    help="score a random-init table of the shapes instead of loading weights")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-init table (default: 0)")
+    p.add_argument("--seed", type=inputs.seed, default=0, help="seed of the random-init table (default: 0)")
     p.add_argument("--out", default=None, metavar="JSON", help="write the ranked subnets here (ranked.json)")
     p.add_argument("--plot", default=None, metavar="PNG", help="draw the Pareto front with the chosen subnets marked")
     add_model_options(p)

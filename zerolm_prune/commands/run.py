@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import inputs
 from .common import add_model_options, add_ranking_options, positive_int
 
 ORDER = 80
@@ -47,7 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-eval", action="store_true", help="stop after saving the checkpoints")
     p.add_argument("--no-perplexity", action="store_true", help="skip the perplexity column")
     p.add_argument("--perplexity-limit", type=positive_int, default=None, help="passages for perplexity (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline")
+    p.add_argument("--seed", type=inputs.seed, default=0, help="seed of the random baseline")
     p.add_argument("--batch-size", default="1", help="lm-eval batch size, or auto")
     p.add_argument("--recover-tokens", type=positive_int, default=None, help="after evaluating, recover every "
                    "candidate by self-distillation on N self-generated tokens (zerolm-prune recover) and report "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from .. import inputs
 from .common import add_model_options
 
 ORDER = 45
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
                    help="built-in asset, folder or hub id (default: the 'model' recorded in FILE)")
     p.add_argument("--subnets", required=True, metavar="FILE", help="ranked.json (or any JSON with a 'subnets' list)")
     p.add_argument("--ranker", default=None, help="ranker name (default: the package default; see --list-rankers)")
-    p.add_argument("--alpha", type=float, default=None, help="alpha of the zerolm ranker (S_FFN + alpha*S_Attn)")
+    p.add_argument("--alpha", type=inputs.alpha_number, default=None, help="alpha of the zerolm ranker (S_FFN + alpha*S_Attn)")
     p.add_argument("--json", dest="out", required=True, metavar="OUT", help="where to write the scores")
     add_model_options(p)
     p.set_defaults(func=run)

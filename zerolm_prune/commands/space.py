@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import inputs
+
 ORDER = 20
 
 
@@ -33,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--heads", default=None, metavar="RATIOS",
                    help="kept KV-group ratios (whole groups with their query heads), e.g. 1,0.67")
     p.add_argument("--rank", default=None, metavar="RANKS", help="LoRA rank choices for every LoRA group, e.g. 32,28")
-    p.add_argument("--seq-len", type=int, default=512,
+    p.add_argument("--seq-len", type=inputs.seq_len, default=512,
                    help="context length for the attention part of MACs/token (default: 512)")
     p.add_argument("--json", action="store_true", help="print the space and the costs as JSON")
     p.add_argument("--out", default=None, help="also write the space as JSON to this file (reusable as a source)")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import write_text
+from .atomic import write_json, write_text
 from .errors import UserError
 from .paths import confine
 from .units import WEIGHT_ONLY_ORDERS, check_order_name
@@ -65,7 +65,7 @@ def _check_settings(out: Path, settings: RunSettings) -> None:
                 f"{out} holds a run with other settings ({', '.join(diff)}); rerun with the same arguments "
                 "to resume, or pick another --out"
             )
-    write_text(path, json.dumps(wanted, indent=2) + "\n")
+    write_json(path, wanted)
 
 
 # ---- candidates -------------------------------------------------------------------------------
@@ -454,7 +454,7 @@ def prune_to_budget(
 
     log("[5/5] writing report")
     report = build_report(document, results, out)
-    write_text(out / REPORT_JSON, json.dumps(report, indent=2) + "\n")
+    write_json(out / REPORT_JSON, report)
     write_text(out / REPORT_MD, render_report(report))
     if recover_tokens and save and results is not None:  # before/after self-distillation of every candidate
         from .recover.run_step import recover_candidates

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .atomic import write_text
+from .atomic import finite_json, write_text
 from .encoder_eval import GLUE_TASKS, PROBE_SUITE, embed, evaluate_encoder, reference_sentences
 from .errors import UserError
 from .evaluate import (RESULTS_FILE, SCATTER_FILE, TABLE_FILE, _check_source, evaluate_model, is_causal_lm,
@@ -137,7 +137,7 @@ class RunFile:
         self.save()
 
     def save(self) -> None:
-        _atomic_write(self.path, json.dumps(self.data, indent=2) + "\n")
+        _atomic_write(self.path, json.dumps(finite_json(self.data), indent=2, allow_nan=False) + "\n")
 
 
 def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | None = None, order: Any = None,

@@ -69,7 +69,7 @@ def recover_candidates(out: Path, report: dict[str, Any], *, model: str, tokens:
                      "after": {k: entry.get(k) for k in ("mean", "tasks", "perplexity")},
                      "checkpoint": str(Path(RECOVERED_DIR) / name), "stats": entry.get("stats")})
     report["recovered"] = {"tokens": tokens, "candidates": rows}
-    write_text(Path(out) / REPORT_JSON, json.dumps(report, indent=2) + "\n")
+    write_json(Path(out) / REPORT_JSON, report)
     write_text(Path(out) / REPORT_MD, render_report(report) + render_recovered(report))
     return report
 

@@ -220,14 +220,9 @@ def load_pruned(folder: str | Path, device: str | None = None, *, dtype: Any = N
 
     folder = Path(folder)
     raw = read_config(folder)
-    if raw.get("block_configs") is not None:  # our nemotron-nas export: rebuild with our per-layer LLaMA
-        model = load_decilm_as_llama(folder)
-        if dtype is not None:
-            model = model.to(dtype)
-    else:
-        cls = model_class_for(raw)
-        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
-        model = cls.from_pretrained(str(folder), config=config, dtype=dtype or torch.float32)
+    cls = model_class_for(raw)
+    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    model = cls.from_pretrained(str(folder), config=config, dtype=dtype or torch.float32)
     model.eval()
     if device:
         model = model.to(device)
@@ -387,114 +382,3 @@ def save_model_files(model: nn.Module, folder: Path, *, max_shard_bytes: int = 5
     if generation is not None and can_generate():
         generation.save_pretrained(str(folder))
     write_safetensors(folder, entries, max_shard_bytes=max_shard_bytes)
-
-
-# ---- DeciLM / nemotron-nas export -------------------------------------------------------------------
-
-def _find_multiple(n: int, k: int) -> int:
-    return n if n % k == 0 else n + k - n % k
-
-
-def decilm_ffn_mult(width: int, hidden: int) -> float | None:
-    """An ``ffn_mult`` that DeciLM turns back into exactly ``width``, or None if none exists.
-
-    DeciLM derives the FFN width as ``find_multiple(int(2 * ffn_mult * hidden / 3), 256)``, so only
-    multiples of 256 are reachable.
-    """
-    if width % 256:
-        return None
-    for mult in (round(1.5 * width / hidden, 6), round(1.5 * width / hidden, 10), 1.5 * width / hidden):
-        if _find_multiple(int(2 * mult * hidden / 3), 256) == width:
-            return mult
-    return None
-
-
-def decilm_block_configs(model_or_config: Any) -> list[dict[str, Any]]:
-    """``block_configs`` of NVIDIA's nemotron-nas (DeciLM) format for a materialized LLaMA-family model.
-
-    DeciLM keeps every layer's query heads and varies only the KV heads (``n_heads_in_group`` =
-    query heads per KV head) and the FFN width (``ffn_mult``). Our subnets drop whole KV groups
-    together with their query heads, so a subnet fits only if every layer keeps all query heads
-    and every FFN width is a multiple of 256; otherwise a UserError says why.
-    """
-    from .models import get_adapter
-
-    adapter = get_adapter(model_or_config)
-    if adapter.family != "llama":
-        raise UserError("the DeciLM (nemotron-nas) format exists for LLaMA-family models only")
-    config = adapter.config
-    full_heads = int(config.num_attention_heads)
-    blocks = []
-    for geo in adapter.geometries():
-        if geo.num_heads != full_heads:
-            raise UserError(f"layer {geo.index} keeps {geo.num_heads} of {full_heads} query heads; DeciLM keeps all "
-                            "query heads per layer, so only FFN-pruned subnets fit the nemotron-nas format")
-        mult = decilm_ffn_mult(geo.ffn_dim, adapter.hidden_size)
-        if mult is None:
-            raise UserError(f"layer {geo.index}: FFN width {geo.ffn_dim} is not a multiple of 256, which DeciLM's "
-                            "ffn_mult cannot express; pick FFN widths in steps of 256")
-        blocks.append({
-            "attention": {"n_heads_in_group": geo.num_heads // geo.num_kv_heads, "no_op": False,
-                          "replace_with_linear": False, "sparsify": None},
-            "ffn": {"ffn_mult": mult, "no_op": False, "replace_with_linear": False, "sparsify": None},
-        })
-    return blocks
-
-
-def save_decilm(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = None, subnet: Any = None,
-                overwrite: bool = False, source: str | None = None) -> Path:
-    """Write a nemotron-nas (``DeciLMForCausalLM``) folder: LLaMA weight names, ``block_configs``.
-
-    vLLM serves this architecture natively; transformers needs NVIDIA's modelling code from the
-    hub (not shipped here), so ``load_decilm_as_llama`` reads it back for checks.
-    """
-    blocks = decilm_block_configs(model)
-    out = Path(out_dir).expanduser().resolve()
-    check_target(out, _source_dir(model), overwrite)
-    with staged_dir(out) as tmp:
-        save_model_files(model, tmp)
-        path = tmp / "config.json"
-        config = json.loads(path.read_text())
-        for key in ("layer_shapes", "auto_map", "_name_or_path", "num_key_value_heads", "intermediate_size"):
-            config.pop(key, None)
-        config.update({"model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "block_configs": blocks})
-        order = getattr(model, "zerolm_prune_order", None)
-        meta = pruned_metadata(model.config, subnet=subnet, source=source, extra={"order": order} if order else None)
-        meta["format"] = "nemotron-nas"
-        config["zerolm_prune"] = meta
-        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-    return out
-
-
-def decilm_layer_shapes(config: dict[str, Any]) -> list[dict[str, int]]:
-    """Per-layer shapes a nemotron-nas config describes (DeciLM's own width formula)."""
-    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-    shapes = []
-    for block in config["block_configs"]:
-        attn, ffn = block["attention"], block["ffn"]
-        if attn.get("no_op") or attn.get("replace_with_linear") or ffn.get("no_op") or ffn.get("replace_with_linear"):
-            raise UserError("no-op / linear-replacement blocks are not supported")
-        width = _find_multiple(int(2 * float(ffn["ffn_mult"]) * hidden / 3), 256)
-        shapes.append({"num_attention_heads": heads, "num_key_value_heads": heads // int(attn["n_heads_in_group"]),
-                       "intermediate_size": width})
-    return shapes
-
-
-def load_decilm_as_llama(folder: str | Path) -> nn.Module:
-    """Read a nemotron-nas folder into our per-layer LLaMA class (for round-trip checks)."""
-    import torch
-    from transformers import LlamaConfig
-
-    from .modeling.modeling_zerolm import ZeroLMLlamaForCausalLM
-
-    raw = read_config(folder)
-    shapes = decilm_layer_shapes(raw)
-    fields = {k: v for k, v in raw.items() if k not in ("block_configs", "model_type", "architectures", "zerolm_prune")}
-    fields["num_key_value_heads"] = fields["num_attention_heads"]
-    fields["intermediate_size"] = max(s["intermediate_size"] for s in shapes)
-    config = LlamaConfig(**fields)
-    config.layer_shapes = shapes
-    model = ZeroLMLlamaForCausalLM.from_pretrained(str(folder), config=config, dtype=torch.float32)
-    return model.eval()

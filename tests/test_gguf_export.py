@@ -32,9 +32,12 @@ NONUNIFORM = Subnet([LayerChoice(h, f) for h, f in zip([9, 6, 6, 9, 6] * 6, [153
 
 
 def hf_greedy(model, ids: list[int], n: int = N_NEW) -> list[int]:
+    """Plain argmax decoding (generate() would stop at, or with min_new_tokens suppress, EOS)."""
+    seq = list(ids)
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=n, do_sample=False, min_new_tokens=n)
-    return out[0, len(ids):].tolist()
+        for _ in range(n):
+            seq.append(int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
+    return seq[len(ids):]
 
 
 def hf_logits(model, ids: list[int]) -> np.ndarray:
@@ -190,3 +193,45 @@ def test_export_refuses_other_families_in_one_line(tmp_path, tiny_gpt2, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("zerolm-prune: error: GGUF export supports LLaMA-family")
     assert not out.exists() and not list(tmp_path.glob(".x.gguf*"))
+
+
+def test_sentencepiece_tokenizer_and_nonuniform_tiny_model(tmp_path):
+    """A Llama-2-style sentencepiece vocabulary (tokenizer.model, trained here on the README) goes
+    through gguf-py's SentencePieceVocab: llama.cpp splits text exactly as sentencepiece does, and a
+    non-uniform tiny model gives transformers' logits."""
+    from pathlib import Path
+
+    import sentencepiece as spm
+    from transformers import LlamaForCausalLM
+
+    from conftest import tiny_llama_config
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text((Path(__file__).parents[1] / "README.md").read_text())
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(tmp_path / "sp"), vocab_size=400,
+                                   model_type="bpe", character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2,
+                                   minloglevel=2)
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (tmp_path / "sp.model").rename(folder / "tokenizer.model")
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(tiny_llama_config(vocab_size=sp.vocab_size())).eval()
+    for p in model.parameters():  # larger weights: logits far from ties
+        p.data.mul_(20 if p.ndim == 2 else 1)
+    pruned = materialize(model, Subnet([LayerChoice(4, 48), LayerChoice(8, 96), LayerChoice(4, 32)]))
+    path = write_gguf(pruned.state_dict(), pruned.config, folder, tmp_path / "spm.gguf", outtype="f32")
+    assert gguf.GGUFReader(path).fields["tokenizer.ggml.model"].contents() == "llama"
+    llm = llamacpp(path)
+    for text in ["Data-free structured pruning of language models.", "  two  spaces, 42 numbers"]:
+        assert llm.tokenize(text.encode(), add_bos=False) == sp.encode(text), text
+    ids = [1] + sp.encode("The tests run the real model in llama.cpp")
+    assert np.abs(cpp_logits(llm, ids) - hf_logits(pruned, ids)).max() < 1e-3
+    assert cpp_greedy(llm, ids, 10) == hf_greedy(pruned, ids, 10)
+
+
+def test_cli_outtypes_are_the_exporters():
+    from zerolm_prune.commands.export import OUTTYPES as CLI_OUTTYPES
+    from zerolm_prune.export import OUTTYPES
+
+    assert CLI_OUTTYPES == OUTTYPES

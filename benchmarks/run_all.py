@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ["bench_capacity.py", "bench_search.py", "bench_memory.py", "bench_eval.py"]
+SCRIPTS = ["bench_capacity.py", "bench_search.py", "bench_memory.py", "bench_eval.py", "bench_llamacpp.py"]
 
 
 def main() -> int:

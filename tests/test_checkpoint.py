@@ -16,7 +16,7 @@ import torch
 
 from conftest import tiny_llama_config
 from zerolm_prune.checkpoint import (
-    decilm_block_configs, load_decilm_as_llama, load_pruned, save_decilm, save_pretrained,
+    load_pruned, save_pretrained,
 )
 from zerolm_prune.errors import UserError
 from zerolm_prune.loading import is_pruned_folder
@@ -178,30 +178,6 @@ def test_interrupted_save_leaves_nothing(tmp_path, tiny_llama, monkeypatch):
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
-def test_decilm_block_configs_export(tmp_path):
-    from transformers import LlamaForCausalLM
-
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(tiny_llama_config(intermediate_size=768)).eval()
-    pruned = materialize(model, subnet_of([8, 8, 8], [256, 768, 512]))
-    blocks = decilm_block_configs(pruned)
-    assert [b["attention"]["n_heads_in_group"] for b in blocks] == [4, 4, 4]
-    folder = save_decilm(pruned, tmp_path / "deci")
-    config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == "nemotron-nas" and config["architectures"] == ["DeciLMForCausalLM"]
-    # DeciLM's own width formula must give back our widths
-    back = load_decilm_as_llama(folder)
-    assert [layer.mlp.up_proj.out_features for layer in back.model.layers] == [256, 768, 512]
-    assert torch.equal(logits(load_pruned(folder)[0], torch.arange(5)[None]), logits(back, torch.arange(5)[None]))
-    ids = torch.randint(0, 128, (1, 7))
-    assert torch.equal(logits(back, ids), logits(pruned, ids))
-    with pytest.raises(UserError, match="multiple of 256"):
-        decilm_block_configs(materialize(model, subnet_of([8, 8, 8], [300, 768, 512])))
-    with pytest.raises(UserError, match="query heads"):
-        decilm_block_configs(materialize(model, subnet_of([4, 8, 8], [256, 768, 512])))
-
-
-@pytest.mark.slow
 def test_smollm2_pruned_generates_the_same_without_zerolm_prune(tmp_path, smollm2, clean_python):
     model, tokenizer = smollm2
     subnet = subnet_of([9, 6] * 15, [1024, 512] * 15)

@@ -223,14 +223,9 @@ def load_pruned(folder: str | Path, device: str | None = None, *, dtype: Any = N
 
     folder = Path(folder)
     raw = read_config(folder)
-    if raw.get("block_configs") is not None:  # our nemotron-nas export: rebuild with our per-layer LLaMA
-        model = load_decilm_as_llama(folder)
-        if dtype is not None:
-            model = model.to(dtype)
-    else:
-        cls = model_class_for(raw)
-        config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
-        model = cls.from_pretrained(str(folder), config=config, dtype=dtype or torch.float32)
+    cls = model_class_for(raw)
+    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    model = cls.from_pretrained(str(folder), config=config, dtype=dtype or torch.float32)
     model.eval()
     if device:
         model = model.to(device)
@@ -263,52 +258,3 @@ def save_model_files(model: nn.Module, folder: Path, *, max_shard_bytes: int = 5
     if generation is not None and can_generate():
         generation.save_pretrained(str(folder))
     write_safetensors(folder, entries, max_shard_bytes=max_shard_bytes)
-
-
-def _find_multiple(n: int, k: int) -> int:
-    """DeciLM's rounding of FFN widths (shared with the export in ``decilm``)."""
-    return n if n % k == 0 else n + k - n % k
-
-
-def decilm_layer_shapes(config: dict[str, Any]) -> list[dict[str, int]]:
-    """Per-layer shapes a nemotron-nas config describes (DeciLM's own width formula)."""
-    hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
-    shapes = []
-    for block in config["block_configs"]:
-        attn, ffn = block["attention"], block["ffn"]
-        if attn.get("no_op") or attn.get("replace_with_linear") or ffn.get("no_op") or ffn.get("replace_with_linear"):
-            raise UserError("no-op / linear-replacement blocks are not supported")
-        width = _find_multiple(int(2 * float(ffn["ffn_mult"]) * hidden / 3), 256)
-        shapes.append({"num_attention_heads": heads, "num_key_value_heads": heads // int(attn["n_heads_in_group"]),
-                       "intermediate_size": width})
-    return shapes
-
-
-def load_decilm_as_llama(folder: str | Path) -> nn.Module:
-    """Read a nemotron-nas folder into our per-layer LLaMA class (for round-trip checks)."""
-    import torch
-    from transformers import LlamaConfig
-
-    from .modeling.modeling_zerolm import ZeroLMLlamaForCausalLM
-
-    raw = read_config(folder)
-    shapes = decilm_layer_shapes(raw)
-    fields = {k: v for k, v in raw.items() if k not in ("block_configs", "model_type", "architectures", "zerolm_prune")}
-    fields["num_key_value_heads"] = fields["num_attention_heads"]
-    fields["intermediate_size"] = max(s["intermediate_size"] for s in shapes)
-    config = LlamaConfig(**fields)
-    config.layer_shapes = shapes
-    model = ZeroLMLlamaForCausalLM.from_pretrained(str(folder), config=config, dtype=torch.float32)
-    return model.eval()
-
-
-#: the DeciLM / nemotron-nas export lives in ``decilm``; these old import paths keep working
-_MOVED = ("decilm_ffn_mult", "decilm_block_configs", "save_decilm")
-
-
-def __getattr__(name: str) -> Any:
-    """``from zerolm_prune.checkpoint import save_decilm`` and friends, for code written before the
-    split (loaded by name, so the import graph keeps decilm -> checkpoint only)."""
-    if name in _MOVED:
-        return getattr(importlib.import_module(f"{__package__}.decilm"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

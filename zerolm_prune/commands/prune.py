@@ -40,8 +40,10 @@ def register(subparsers) -> None:
                    help="a peft LoRA adapter (current or LoNAS release format); its ranks follow the subnet")
     p.add_argument("--merge", action="store_true",
                    help="merge the truncated LoRA into the weights (default: save it as DIR/adapter, a stock peft adapter)")
-    p.add_argument("--format", choices=("auto", "nemotron-nas"), default="auto",
-                   help="auto: stock config or per-layer shapes; nemotron-nas: DeciLM block_configs (FFN-only subnets)")
+    p.add_argument("--format", choices=("auto", "gguf"), default="auto",
+                   help="auto: a folder (stock config or per-layer shapes); gguf: one GGUF file for llama.cpp at --out "
+                   "(as `zerolm-prune export`)")
+    p.add_argument("--outtype", choices=("f32", "f16", "q8_0"), default="f16", help="GGUF weight type (--format gguf)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     p.add_argument("--in-memory", action="store_true",
                    help="load the whole model even when MODEL is a safetensors folder (default there: stream "
@@ -72,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import lora
     from ..checkpoint import save_pretrained
-    from ..decilm import save_decilm
     from ..errors import UserError
     from ..loading import load_config, load_model, resolve
     from ..materialize import can_stream, check_subnet, materialize
@@ -139,12 +140,18 @@ def run(args: argparse.Namespace) -> int:
         "order": order,
     }
     try:
-        if args.format == "nemotron-nas":
+        if args.format == "gguf":
             if extra:
-                raise UserError("--format nemotron-nas stores plain weights; add --merge to fold the adapter in")
-            out = save_decilm(model, args.out, tokenizer=tokenizer, subnet=subnet, overwrite=args.overwrite,
-                              source=args.model)
+                raise UserError("--format gguf stores plain weights; add --merge to fold the adapter in")
+            from ..export import export_gguf
+
+            out = export_gguf(model, args.out, outtype=args.outtype, tokenizer=tokenizer)
+            print(f"pruned {args.model}: {params_before / 1e6:.2f}M -> {_count(model) / 1e6:.2f}M params, "
+                  f"order {order}; wrote {out} (GGUF {args.outtype}, for llama.cpp)")
+            return 0
         else:
+            if tmp_adapter is not None:  # the adapter's base is the pruned folder, not the dense source
+                _point_adapter_at(tmp_adapter, Path(args.out).expanduser().resolve())
             out = save_pretrained(model, args.out, tokenizer=tokenizer, subnet=subnet, card=card,
                                   overwrite=args.overwrite, source=args.model, extra_files=extra,
                                   metadata={"order": order, "score": entry.get("score")})
@@ -203,6 +210,15 @@ def _run_streaming(args: argparse.Namespace, folder: Path, subnet, entry: dict[s
           f"({after / before:.1%}), order {order}, {shapes}")
     print(f"saved to {out}")
     return 0
+
+
+def _point_adapter_at(adapter_dir: Path, base: Path) -> None:
+    """Set the saved adapter's ``base_model_name_or_path`` to the pruned folder: its shapes fit that
+    folder, not the dense source, so peft's AutoPeftModel must load the base from there."""
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = str(base)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _budget(source: dict[str, Any]) -> Any:

@@ -23,6 +23,7 @@ from orders_support import (
 )
 from safetensors.torch import load_file
 
+import zerolm_prune.eval_runs as eval_runs_mod
 import zerolm_prune.materialize as materialize_mod
 from zerolm_prune.assets import smollm2_135m_dir
 from zerolm_prune.cli import main
@@ -66,6 +67,7 @@ def capture_subnets(monkeypatch) -> list[dict[str, torch.Tensor]]:
         return net
 
     monkeypatch.setattr(materialize_mod, "materialize", spy)
+    monkeypatch.setattr(eval_runs_mod, "materialize", spy)  # bound at its import, which may come first
     return seen
 
 

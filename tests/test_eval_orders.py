@@ -67,7 +67,7 @@ def capture_subnets(monkeypatch) -> list[dict[str, torch.Tensor]]:
         return net
 
     monkeypatch.setattr(materialize_mod, "materialize", spy)
-    monkeypatch.setattr(eval_runs_mod, "materialize", spy)  # eval_runs imports it at module top
+    monkeypatch.setattr(eval_runs_mod, "materialize", spy)  # bound at its import, which may come first
     return seen
 
 

@@ -222,16 +222,17 @@ SHORTLIST = 10
 
 def search_top_k(table, scoring: Scoring, *, budget: float, by: str = "params", top_k: int = 10,
                  include_lora: bool = False, distinct: bool = True, model=None, adapter=None,
-                 shortlist: int = SHORTLIST) -> list[dict]:
+                 shortlist: int = SHORTLIST, info=None) -> list[dict]:
     """The exact top-k of ``scoring``'s stage-1 table under the budget; a two-stage ranker first
     takes the exact top ``max(top_k, shortlist)`` and re-orders it by its subnet-level score.
-    Entries are ranked.json's, plus ``stage1`` and ``zerolm`` (ZeroLM's S for reference)."""
+    Entries are ranked.json's, plus ``stage1`` and ``zerolm`` (ZeroLM's S for reference).
+    ``info``: the budget as ``search.check_search`` resolved it (None: resolved here)."""
     from .search import rank_subnets
     from .space import Subnet
 
     wanted = max(top_k, shortlist) if scoring.two_stage else top_k
     found = rank_subnets(table, budget=budget, by=by, top_k=wanted, alpha=scoring.alpha, values=scoring.values,
-                         include_lora=include_lora, distinct=distinct)
+                         include_lora=include_lora, distinct=distinct, info=info)
     entries = [_entry(table, scoring, np.asarray(e["indices"]), name="", kind="proxy", rank=None,
                       include_lora=include_lora) for e in found]
     how = f"{scoring.name} search"
@@ -249,15 +250,17 @@ def search_top_k(table, scoring: Scoring, *, budget: float, by: str = "params", 
     return entries
 
 
-def choose_candidates(table, space, settings: RunSettings, scoring: Scoring, model=None, adapter=None
-                      ) -> tuple[list[dict], dict]:
-    """Top-k subnets by the ranker plus the baselines at the same budget, all scored alike."""
-    from .search import layer_costs, resolve_budget
+def choose_candidates(table, space, settings: RunSettings, scoring: Scoring, model=None, adapter=None, *,
+                      info=None) -> tuple[list[dict], dict]:
+    """Top-k subnets by the ranker plus the baselines at the same budget, all scored alike.
+    ``info``: the budget as ``search.check_search`` resolved it (None: resolved here)."""
+    from .search import check_search, layer_costs
     from .space import Subnet
 
+    if info is None:
+        info = check_search(table, settings.budget, by=settings.by, top_k=settings.top_k)
     candidates = search_top_k(table, scoring, budget=settings.budget, by=settings.by, top_k=settings.top_k,
-                              model=model, adapter=adapter)
-    info = resolve_budget(table, settings.budget, by=settings.by)
+                              model=model, adapter=adapter, info=info)
     if settings.baselines:
         costs, fixed = layer_costs(table, settings.by, False)
         heuristic = table.indices_of(space.heuristic())
@@ -305,6 +308,132 @@ def _plot_front(path: Path, table, space, candidates: list[dict], budget_info: d
                by=by, references=refs, title=title, exact=exact, ylabel=ylabel)
 
 
+# ---- the steps of a run (also what ``commands/rank`` calls) -------------------------------------
+
+def resolve_alpha(alpha: float | str | None, table) -> tuple[float, str]:
+    """ZeroLM's balance for this table and how it was chosen: None -> ``search.DEFAULT_ALPHA``
+    ("default"), ``"auto"`` -> the label-free parameter-correlation heuristic, a number -> itself."""
+    if alpha is None:
+        from .search import DEFAULT_ALPHA
+
+        return float(DEFAULT_ALPHA), "default"
+    if isinstance(alpha, str) and alpha.strip().lower() == "auto":
+        from .proxy.alpha import param_correlation_alpha_for_table
+
+        choice = param_correlation_alpha_for_table(table)
+        return float(choice.alpha), f"auto: {choice.method}"
+    try:
+        return float(alpha), "given"
+    except ValueError:
+        raise UserError(f"--alpha must be a number or 'auto', got {alpha!r}") from None
+
+
+def unit_orders_for(model, adapter, order: str, *, log=None) -> dict | None:
+    """The run's unit order resolved once, at the top: None for a weight-only order (computed
+    layer by layer from the weights), else the exact dict every later step scores and cuts with."""
+    if order in WEIGHT_ONLY_ORDERS:
+        return None
+    return _compute_orders(model, order, adapter, log or (lambda *_: None))
+
+
+def capacity_table(model, space, order: str, unit_orders: dict | None, adapter, *, seq_len: int = 1,
+                   progress: bool = True):
+    """The capacity table of ``model``'s real weights under the resolved unit order."""
+    from .proxy import CapacityTable
+
+    return CapacityTable.from_model(model, space, order=unit_orders or order, adapter=adapter, seq_len=seq_len,
+                                    progress=progress)
+
+
+def _run_settings(model, space, budget, *, by, top_k, alpha, ranker, order, suite, limit, source, data_dir,
+                  baselines, save, seed, perplexity, perplexity_limit) -> RunSettings:
+    """The run's settings, each checked once (one-line UserErrors before anything loads)."""
+    if by not in ("params", "macs"):
+        raise UserError(f"--by must be params or macs, got {by!r}")
+    if order is not None:
+        check_order_name(order)
+    if alpha is not None and alpha != "auto":
+        try:
+            alpha = float(alpha)
+        except ValueError:
+            raise UserError(f"--alpha must be a number or 'auto', got {alpha!r}") from None
+    from .rankers import DEFAULT_RANKER, RANKERS
+
+    ranker = ranker or DEFAULT_RANKER
+    if ranker not in RANKERS:
+        raise UserError(f"unknown ranker {ranker!r}; choose one of: {', '.join(RANKERS)}")
+    return RunSettings(model=str(model), space=str(space), budget=float(budget), by=by, top_k=int(top_k),
+                       alpha=alpha, ranker=ranker, order=order, suite=suite, limit=limit, source=source,
+                       data_dir=str(data_dir) if data_dir else None, baselines=baselines, save=save, seed=seed,
+                       perplexity=perplexity, perplexity_limit=perplexity_limit)
+
+
+def _run_unit_orders(ranked_path: Path, document: dict | None, order: str, model, adapter, log) -> dict | None:
+    """The exact dict the candidates were (or will be) scored with: a reused ranking's saved
+    sidecar, else computed once (and written beside a reused ranking of the same order)."""
+    if order in WEIGHT_ONLY_ORDERS:
+        return None
+    unit_orders = _saved_orders(ranked_path, document, order, adapter, log) if document else None
+    if unit_orders is None:
+        unit_orders = unit_orders_for(model, adapter, order, log=log)
+        if document is not None and document.get("order") == order:
+            # the reused ranking gets the dict this run cuts with, so a later `prune` of
+            # ranked.json writes the same checkpoints as this run (not a third recomputation)
+            from .ranked import write_ranked
+
+            write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)
+    return unit_orders
+
+
+def _rank_step(out: Path, settings: RunSettings, full_model, adapter, search_space, order: str,
+               unit_orders: dict | None, *, progress: bool, log) -> dict:
+    """Step 2: capacity table, budget (resolved once), ranker, exact top-k + baselines; writes
+    ranked.json (+ its unit orders sidecar) and front.png; returns the ranked.json document."""
+    from .search import check_search
+
+    log(f"[2/5] capacity table of {search_space.num_layers} layers ({order} order), exact search")
+    table = capacity_table(full_model, search_space, order, unit_orders, adapter, progress=progress)
+    alpha, alpha_method = resolve_alpha(settings.alpha, table)
+    info = check_search(table, settings.budget, by=settings.by, top_k=settings.top_k)  # fails before scoring runs
+    ranker = settings.ranker
+    log(f"      ranker {ranker}" + ("" if ranker == "zerolm" else " (use --ranker zerolm for ZeroLM as published)"))
+    scoring = make_scoring(ranker, table, full_model, adapter, alpha, progress=progress, unit_orders=unit_orders)
+    candidates, budget_info = choose_candidates(table, search_space, settings, scoring, full_model, adapter, info=info)
+    maximal = table.indices_of(search_space.maximal())
+    document = {
+        "ranker": ranker,
+        "model": settings.model, "space": settings.space, "space_name": search_space.name,
+        "budget": budget_info["absolute"], "budget_fraction": budget_info["fraction"], "by": settings.by,
+        "alpha": alpha, "alpha_method": alpha_method, "order": order, "table": table.source,
+        "full_params": int(table.total_params(maximal)), "full_macs": int(table.total_macs(maximal)),
+        "subnets": candidates,
+    }
+    _plot_front(out / FRONT_FILE, table, search_space, candidates, budget_info, scoring,
+                title=f"{settings.model}: exact front under {settings.by}, ranker {ranker}"
+                + (f", alpha {alpha:g}" if ranker == "zerolm" else ""))
+    from .ranked import write_ranked
+
+    write_ranked(str(out / RANKED_FILE), document, orders=unit_orders, adapter=adapter)  # + ranked.orders.json
+    return document
+
+
+def _evaluate_step(settings: RunSettings, candidates: list[dict], order: str, unit_orders: dict | None, out: Path,
+                   loaded: tuple[Any, Any], *, batch_size, device, progress: bool, log) -> dict:
+    """Step 4: lm-eval (encoders: GLUE probe + fidelity) of the full model and every candidate."""
+    from .eval_runs import run_candidates
+
+    causal = _is_causal(loaded[0])
+    what = f"suite {settings.suite}" if causal else "GLUE linear probe + fidelity"
+    log(f"[4/5] evaluating full model + {len(candidates)} candidates ({what}, limit {settings.limit})")
+    return run_candidates(
+        settings.model, subnets=candidates, order=order, unit_orders=unit_orders,
+        suite=settings.suite if causal else None, limit=settings.limit, source=settings.source,
+        data_dir=settings.data_dir, out_dir=out / EVAL_DIR, batch_size=batch_size, device=device,
+        with_perplexity=settings.perplexity, perplexity_limit=settings.perplexity_limit, loaded=loaded,
+        progress=progress,
+    )
+
+
 # ---- the run ----------------------------------------------------------------------------------
 def prune_to_budget(
     model: str = "smollm2-135m",
@@ -346,31 +475,17 @@ def prune_to_budget(
     ``alpha`` (ZeroLM's balance, also recorded for every candidate) None uses
     ``search.DEFAULT_ALPHA`` as ``rank`` does; ``"auto"`` the label-free parameter-correlation
     heuristic. ``loaded`` passes an already loaded ``(model, tokenizer)`` for MODEL.
+    The signature is long because it is the Python face of ``zerolm-prune run``; each step is a
+    helper above (``_run_settings``, ``_run_unit_orders``, ``_rank_step``, ``_evaluate_step``).
     """
     from .loading import load_model
     from .models import get_adapter
-    from .proxy import CapacityTable
     from .space import load_space, validate_space
 
-    if by not in ("params", "macs"):
-        raise UserError(f"--by must be params or macs, got {by!r}")
-    if order is not None:
-        check_order_name(order)
+    settings = _run_settings(model, space, budget, by=by, top_k=top_k, alpha=alpha, ranker=ranker, order=order,
+                             suite=suite, limit=limit, source=source, data_dir=data_dir, baselines=baselines,
+                             save=save, seed=seed, perplexity=perplexity, perplexity_limit=perplexity_limit)
     out = Path(out)
-    if alpha is not None and alpha != "auto":
-        try:
-            alpha = float(alpha)
-        except ValueError:
-            raise UserError(f"--alpha must be a number or 'auto', got {alpha!r}") from None
-    from .rankers import DEFAULT_RANKER, RANKERS
-
-    ranker = ranker or DEFAULT_RANKER
-    if ranker not in RANKERS:
-        raise UserError(f"unknown ranker {ranker!r}; choose one of: {', '.join(RANKERS)}")
-    settings = RunSettings(model=str(model), space=str(space), budget=float(budget), by=by, top_k=int(top_k),
-                           alpha=alpha, ranker=ranker, order=order, suite=suite, limit=limit, source=source,
-                           data_dir=str(data_dir) if data_dir else None, baselines=baselines, save=save, seed=seed,
-                           perplexity=perplexity, perplexity_limit=perplexity_limit)
     search_space = load_space(str(space), model=str(model))
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings)
@@ -382,73 +497,22 @@ def prune_to_budget(
     order = settings.order or default_order(full_model, adapter)
     ranked_path = out / RANKED_FILE
     document = json.loads(ranked_path.read_text()) if ranked_path.is_file() else None
-    unit_orders = None
-    if order not in WEIGHT_ONLY_ORDERS:  # the exact dict the candidates were (or will be) scored with
-        unit_orders = _saved_orders(ranked_path, document, order, adapter, log) if document else None
-        if unit_orders is None:
-            unit_orders = _compute_orders(full_model, order, adapter, log)
-            if document is not None and document.get("order") == order:
-                # the reused ranking gets the dict this run cuts with, so a later `prune` of
-                # ranked.json writes the same checkpoints as this run (not a third recomputation)
-                from .ranked import write_ranked
-
-                write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)
-
-    table = None
+    unit_orders = _run_unit_orders(ranked_path, document, order, full_model, adapter, log)
     if document is not None:
         log(f"[2/5] reusing {ranked_path} ({len(document['subnets'])} candidates)")
     else:
-        log(f"[2/5] capacity table of {search_space.num_layers} layers ({order} order), exact search")
-        table = CapacityTable.from_model(full_model, search_space, order=unit_orders or order, adapter=adapter,
-                                         progress=progress)
-        alpha_method = "given"
-        if alpha is None:
-            from .search import DEFAULT_ALPHA
-
-            alpha, alpha_method = DEFAULT_ALPHA, "default"
-        elif alpha == "auto":
-            from .proxy.alpha import param_correlation_alpha_for_table
-
-            choice = param_correlation_alpha_for_table(table)
-            alpha, alpha_method = float(choice.alpha), f"auto: {choice.method}"
-        from .search import check_search
-
-        check_search(table, settings.budget, by=settings.by, top_k=settings.top_k)  # fails before scoring runs
-        log(f"      ranker {ranker}" + ("" if ranker == "zerolm" else " (use --ranker zerolm for ZeroLM as published)"))
-        scoring = make_scoring(ranker, table, full_model, adapter, float(alpha), progress=progress,
-                               unit_orders=unit_orders)
-        candidates, budget_info = choose_candidates(table, search_space, settings, scoring, full_model, adapter)
-        document = {
-            "ranker": ranker,
-            "model": str(model), "space": str(space), "space_name": search_space.name, "budget": budget_info["absolute"],
-            "budget_fraction": budget_info["fraction"], "by": by, "alpha": float(alpha), "alpha_method": alpha_method,
-            "order": order, "table": table.source, "full_params": int(table.total_params(table.indices_of(search_space.maximal()))),
-            "full_macs": int(table.total_macs(table.indices_of(search_space.maximal()))), "subnets": candidates,
-        }
-        _plot_front(out / FRONT_FILE, table, search_space, candidates, budget_info, scoring,
-                    title=f"{model}: exact front under {by}, ranker {ranker}"
-                    + (f", alpha {float(alpha):g}" if ranker == "zerolm" else ""))
-        from .ranked import write_ranked
-
-        write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)  # + ranked.orders.json
+        document = _rank_step(out, settings, full_model, adapter, search_space, order, unit_orders,
+                              progress=progress, log=log)
     candidates = document["subnets"]
 
     if save:
         log(f"[3/5] saving {len(candidates)} pruned checkpoints under {out / MODELS_DIR}")
         _save_candidates(full_model, tokenizer, candidates, document, out / MODELS_DIR, progress=progress,
                          unit_orders=unit_orders)
-
     results = None
     if evaluate:
-        from .eval_runs import run_candidates
-
-        what = f"suite {suite}" if _is_causal(full_model) else "GLUE linear probe + fidelity"
-        log(f"[4/5] evaluating full model + {len(candidates)} candidates ({what}, limit {limit})")
-        results = run_candidates(
-            str(model), subnets=candidates, order=order, unit_orders=unit_orders, suite=suite if _is_causal(full_model) else None, limit=limit, source=source, data_dir=data_dir,
-            out_dir=out / EVAL_DIR, batch_size=batch_size, device=device, with_perplexity=perplexity,
-            perplexity_limit=perplexity_limit, loaded=(full_model, tokenizer), progress=progress,
-        )
+        results = _evaluate_step(settings, candidates, order, unit_orders, out, (full_model, tokenizer),
+                                 batch_size=batch_size, device=device, progress=progress, log=log)
         if save:
             _refresh_cards(out / MODELS_DIR, candidates, results, document)
 

@@ -42,6 +42,7 @@ __all__ = [
     "read_ranked",
     "write_ranked",
     "check_search",
+    "check_top_k",
     "resolve_budget",
     "layer_costs",
     "BudgetInfo",
@@ -522,11 +523,8 @@ def _full_model_cost(table, by: str, include_lora: bool) -> int:
 MAX_TOP_K = 100_000
 
 
-def check_search(table, budget: float, *, by: str = "params", top_k: int = 1,
-                 include_lora: bool = False) -> BudgetInfo:
-    """The cheap checks of a search request (top-k, and a budget no subnet fits), as one-line
-    UserErrors. Why separate: callers run it before building a ranker that runs the model (the
-    selfgen scoring takes most of a rank), so a wrong --budget fails in seconds, not minutes."""
+def check_top_k(table, top_k: int) -> None:
+    """``top_k`` as one-line UserErrors: at least 1, within the space, within what the search lists."""
     from .errors import UserError
 
     if top_k < 1:
@@ -538,6 +536,16 @@ def check_search(table, budget: float, *, by: str = "params", top_k: int = 1,
     if top_k > MAX_TOP_K:  # the exact search keeps k partial subnets per layer in memory
         raise UserError(f"--top-k {top_k} is more than the search lists (at most {MAX_TOP_K:,}); "
                         "use a smaller --top-k, or sample the space instead")
+
+
+def check_search(table, budget: float, *, by: str = "params", top_k: int = 1,
+                 include_lora: bool = False) -> BudgetInfo:
+    """The cheap checks of a search request (top-k, and a budget no subnet fits), as one-line
+    UserErrors. Why separate: callers run it before building a ranker that runs the model (the
+    selfgen scoring takes most of a rank), so a wrong --budget fails in seconds, not minutes."""
+    from .errors import UserError
+
+    check_top_k(table, top_k)
     info = resolve_budget(table, budget, by=by, include_lora=include_lora)
     if info.absolute < info.minimal:
         smallest = math.ceil(info.minimal / info.full * 1e4) / 1e4  # rounded up so that it still fits
@@ -581,7 +589,7 @@ def _useful_options(values: np.ndarray, params: np.ndarray, macs: np.ndarray) ->
 
 def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, alpha: float = DEFAULT_ALPHA,
                  include_lora: bool = False, distinct: bool = True,
-                 values: Sequence[np.ndarray] | None = None) -> list[dict]:
+                 values: Sequence[np.ndarray] | None = None, info: BudgetInfo | None = None) -> list[dict]:
     """The exact ``top_k`` subnets of ``table.space`` by ZeroLM score within ``budget``.
 
     ``budget`` > 1 is an absolute count of ``by`` (``params``: whole model including embeddings
@@ -600,8 +608,17 @@ def rank_subnets(table, *, budget: float, by: str = "params", top_k: int = 10, a
 
     ``values``: per-layer option values of another additive ranker (``zerolm_prune.rankers``),
     aligned with ``table.options``; the table then only supplies the costs and ``alpha`` is unused.
+
+    ``info``: the budget as ``check_search`` already resolved it for this table, ``by`` and
+    ``include_lora`` (a run resolves its budget once and passes it down); None resolves it here.
     """
-    info = check_search(table, budget, by=by, top_k=top_k, include_lora=include_lora)
+    if info is None:
+        info = check_search(table, budget, by=by, top_k=top_k, include_lora=include_lora)
+    else:
+        if (info.by, info.include_lora) != (by, include_lora):
+            raise ValueError(f"budget resolved for by={info.by!r}, include_lora={info.include_lora}, "
+                             f"not by={by!r}, include_lora={include_lora}")
+        check_top_k(table, top_k)
     costs, fixed = _layer_costs(table, by, include_lora)
     if values is None:
         values = table.layer_values(float(alpha))

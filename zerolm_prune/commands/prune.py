@@ -69,23 +69,21 @@ def _count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def run(args: argparse.Namespace) -> int:
-    import tempfile
-
-    from .. import lora
-    from ..checkpoint import save_pretrained
+def _read_inputs(args: argparse.Namespace):
+    """Everything checked before any weights load: the subnet (LoRA ranks dropped without an
+    adapter), its ranked.json entry and source, the order name, rank's saved unit orders (or None)
+    and the adapter of MODEL's config."""
     from ..errors import UserError
-    from ..loading import load_config, load_model, resolve
-    from ..materialize import can_stream, check_subnet, materialize
+    from ..loading import load_config
+    from ..materialize import check_subnet
     from ..models import get_adapter
+    from ..rankers.orders import ranked_orders_file
 
     if args.merge and not args.adapter:
         raise UserError("--merge needs --adapter PEFT_DIR (there is no LoRA adapter to merge)")
     subnet, entry = read_subnet(args.subnet)
     source = entry.get("source") or {}
     order = args.order or source.get("order") or "prefix"
-    from ..rankers.orders import WEIGHT_ONLY_ORDERS, ranked_orders_file
-
     saved = ranked_orders_file(args.subnet, source, order=args.order, model=args.model)
     if subnet.rank_groups() and not args.adapter:
         print("note: the subnet picks LoRA ranks but no --adapter was given; ranks are ignored", file=sys.stderr)
@@ -99,26 +97,15 @@ def run(args: argparse.Namespace) -> int:
         from ..rankers.orders import load_orders
 
         unit_orders = load_orders(saved, config_adapter, name=source.get("order"))
-    folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
-    if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
-            # selfgen/energy need the loaded model, unless rank saved the dict they stand for
-            and (order in WEIGHT_ONLY_ORDERS or unit_orders is not None)
-            and folder.is_dir() and can_stream(folder)):
-        return _run_streaming(args, folder, subnet, entry, source, order, unit_orders)
-    model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
-    adapter = get_adapter(model)
-    check_subnet(subnet, adapter)
-    params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
-    label = order
-    # rank's saved dict (the units it scored, to the index), else the order computed from the base
-    # weights as rank scored them (before any adapter); prefix/capacity stay names
-    from ..materialize import resolve_order
+    return subnet, entry, source, order, unit_orders
 
-    order = resolve_order(model, unit_orders if unit_orders is not None else order, adapter)
-    if args.adapter:
-        model = lora.load_adapter(model, args.adapter)
-    model = materialize(model, subnet, order=order, adapter=adapter, inplace=True)
-    order = label
+
+def _split_adapter(args: argparse.Namespace, model):
+    """After the cut: the LoRA adapter merged (--merge) or saved aside to ship beside the folder.
+    Returns (model, extra files for save_pretrained, the temporary adapter folder or None)."""
+    import tempfile
+
+    from .. import lora
 
     extra: dict[str, Path] = {}
     tmp_adapter = None
@@ -130,7 +117,15 @@ def run(args: argparse.Namespace) -> int:
             lora.save_adapter(model, tmp_adapter)
             extra["adapter"] = tmp_adapter
             model = lora.unload(model)
-    model.zerolm_prune_order = order  # the name, not "custom": the dict above was computed from it
+    return model, extra, tmp_adapter
+
+
+def _write(args: argparse.Namespace, model, tokenizer, subnet, entry: dict, source: dict, order: str,
+           params_before: int, extra: dict, tmp_adapter: Path | None) -> int:
+    """Save the pruned model (a folder, or GGUF with --format gguf) and print what was written."""
+    from ..checkpoint import save_pretrained
+    from ..errors import UserError
+
     card = {
         "base_model": source.get("model") or args.model,
         "params_before": params_before,
@@ -169,6 +164,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"LoRA adapter (truncated ranks, stock peft): {out / 'adapter'}")
     print(f"saved to {out}")
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Inputs checked (``_read_inputs``), then streamed from the safetensors files where that can
+    cut the same units, else loaded, cut in memory under the order resolved once here, and
+    written (``_split_adapter``, ``_write``)."""
+    from .. import lora
+    from ..loading import load_model, resolve
+    from ..materialize import can_stream, check_subnet, materialize, resolve_order
+    from ..models import get_adapter
+    from ..rankers.orders import WEIGHT_ONLY_ORDERS
+
+    subnet, entry, source, order, unit_orders = _read_inputs(args)
+    folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
+    if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
+            # selfgen/energy need the loaded model, unless rank saved the dict they stand for
+            and (order in WEIGHT_ONLY_ORDERS or unit_orders is not None)
+            and folder.is_dir() and can_stream(folder)):
+        return _run_streaming(args, folder, subnet, entry, source, order, unit_orders)
+    model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
+    adapter = get_adapter(model)
+    check_subnet(subnet, adapter)
+    params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
+    # rank's saved dict (the units it scored, to the index), else the order computed from the base
+    # weights as rank scored them (before any adapter); prefix/capacity stay names
+    resolved = resolve_order(model, unit_orders if unit_orders is not None else order, adapter)
+    if args.adapter:
+        model = lora.load_adapter(model, args.adapter)
+    model = materialize(model, subnet, order=resolved, adapter=adapter, inplace=True)
+    model, extra, tmp_adapter = _split_adapter(args, model)
+    model.zerolm_prune_order = order  # the name, not "custom": the dict above was computed from it
+    return _write(args, model, tokenizer, subnet, entry, source, order, params_before, extra, tmp_adapter)
 
 
 def _folder_params(folder: Path) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 
 from .. import inputs
 from .common import add_model_options, add_ranking_options
@@ -137,8 +139,22 @@ def _config_only(spec: str) -> bool:
     return not any(any(folder.glob(pattern)) for pattern in ("*.safetensors", "*.bin", "*.pt", "*.gguf"))
 
 
-def build_table(args: argparse.Namespace, space):
-    """(table, model name, note, model or None) for real weights or a random-init table of the shapes."""
+@dataclass
+class TableSource:
+    """What ``build_table`` found: the table, the model's name, a note for the summary, the model
+    (None for a random-init table) and the unit order resolved once for the whole rank."""
+
+    table: Any
+    model_name: str | None
+    note: str
+    model: Any
+    order: str
+    unit_orders: dict | None = None
+
+
+def build_table(args: argparse.Namespace, space) -> TableSource:
+    """The capacity table of real weights (the driver's steps: default order, unit orders resolved
+    once, capacity table) or, without weights, a random-init table of the shapes."""
     from ..errors import UserError
     from ..proxy import CapacityTable
     from ..space import validate_space
@@ -156,22 +172,16 @@ def build_table(args: argparse.Namespace, space):
     elif _config_only(spec):
         reason = f"{spec} holds a config but no weights"
     if reason is None:
+        from ..driver import capacity_table, default_order, unit_orders_for
         from ..models import get_adapter
 
         model = _load_weights(spec, trust_remote_code=args.trust_remote_code, device=args.device)
         adapter = get_adapter(model)
         validate_space(space, adapter)
-        from ..driver import default_order
-
-        args.order = args.order or default_order(model, adapter)
-        args.unit_orders = None
-        from ..rankers.orders import WEIGHT_ONLY_ORDERS, compute_orders
-
-        if args.order not in WEIGHT_ONLY_ORDERS:
-            args.unit_orders = compute_orders(model, args.order, adapter=adapter)
-        table = CapacityTable.from_model(model, space, order=args.unit_orders or args.order, adapter=adapter,
-                                         seq_len=args.seq_len, progress=True)
-        return table, spec, f"real weights of {spec} ({args.order} order)", model
+        order = args.order or default_order(model, adapter)
+        unit_orders = unit_orders_for(model, adapter, order)
+        table = capacity_table(model, space, order, unit_orders, adapter, seq_len=args.seq_len, progress=True)
+        return TableSource(table, spec, f"real weights of {spec} ({order} order)", model, order, unit_orders)
     if space.config and not (explicit and _config_only(spec)):
         config = space.config_object()
     elif spec is not None:
@@ -187,8 +197,8 @@ def build_table(args: argparse.Namespace, space):
     if args.order in ("selfgen", "energy"):
         raise UserError(f"--order {args.order} needs the model's weights ({reason}); use --order prefix or capacity")
     order_note = "" if args.order in (None, "prefix") else "; --order is moot for i.i.d. random weights"
-    args.order = args.order or "prefix"
-    return table, spec, f"random-init table of the shapes (seed {args.seed}) because {reason}{order_note}", None
+    note = f"random-init table of the shapes (seed {args.seed}) because {reason}{order_note}"
+    return TableSource(table, spec, note, None, args.order or "prefix")
 
 
 def layer_summary(subnet: dict) -> str:
@@ -229,51 +239,24 @@ def format_table(entries: list[dict], full: int, by: str) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..ranked import write_ranked
-    from ..search import check_search, resolve_budget
-    from ..space import load_space
-    from .space import human, size_text
-
-    alpha = _parse_alpha(args.alpha)
-    if args.ranker:
-        from ..rankers import ranker_class
-
-        ranker_class(args.ranker)  # a typo fails before the model loads
-    from ..atomic import check_writable
-
-    for path in (args.out, args.plot):  # an unwritable output fails now, not after the scoring
-        if path:
-            check_writable(path)
-    space = load_space(args.space, model=args.model)
-    table, model_name, note, model = build_table(args, space)
-    check_search(table, args.budget, by=args.by, top_k=args.top_k, include_lora=args.include_lora)  # before scoring
-    alpha_method = "given"
-    if alpha is None:
-        from ..proxy.alpha import param_correlation_alpha_for_table
-
-        choice = param_correlation_alpha_for_table(table)
-        alpha, alpha_method = float(choice.alpha), f"auto: {choice.method}"
-    elif args.alpha is None:
-        alpha_method = "default"
-    from ..driver import make_scoring, search_top_k
+def _pick_ranker(name: str | None, model) -> str:
+    """The ranker to use: the default on real weights, zerolm (the only one) without them."""
     from ..errors import UserError
     from ..rankers import DEFAULT_RANKER
 
-    ranker = args.ranker or (DEFAULT_RANKER if model is not None else "zerolm")
+    ranker = name or (DEFAULT_RANKER if model is not None else "zerolm")
     if model is None and ranker != "zerolm":
         raise UserError(f"--ranker {ranker} needs the model's weights; without them only --ranker zerolm can score "
                         "(a random-init table of the shapes)")
-    scoring = make_scoring(ranker, table, model, table.adapter, float(alpha), unit_orders=getattr(args, "unit_orders", None))
-    entries = search_top_k(table, scoring, budget=args.budget, by=args.by, top_k=args.top_k,
-                           include_lora=args.include_lora, distinct=not args.all_ties, model=model,
-                           adapter=table.adapter)
-    for e in entries:  # ranked.json keeps its documented fields; the extras stay in memory
-        for key in ("name", "kind", "note"):
-            e.pop(key, None)
-    info = resolve_budget(table, args.budget, by=args.by, include_lora=args.include_lora)
+    return ranker
+
+
+def _print_summary(args: argparse.Namespace, space, src: TableSource, info, ranker: str, alpha: float,
+                   alpha_method: str, entries: list[dict]) -> None:
+    from .space import human, size_text
+
     unit = "params" if args.by == "params" else "MACs/token"
-    print(f"model   {model_name or '(none)'}: {note}")
+    print(f"model   {src.model_name or '(none)'}: {src.note}")
     print(f"space   {space.name or args.space}: {space.num_layers} layers, {size_text(space.size)} subnets")
     print(f"budget  {human(info.absolute)} {unit} = {info.fraction:.3f} of the full model ({human(info.full)}"
           f"{', LoRA included' if args.include_lora else ''}); subnets span {human(info.minimal)}..{human(info.maximal)}")
@@ -283,36 +266,76 @@ def run(args: argparse.Namespace) -> int:
     if len(entries) < args.top_k:
         kind = "subnets" if args.all_ties else "distinct subnets (see --all-ties)"
         print(f"\nonly {len(entries)} {kind} fit the budget (asked for {args.top_k})")
-    document = {
-        "model": model_name, "space": args.space, "space_name": space.name, "budget": info.absolute,
-        "budget_fraction": info.fraction, "by": args.by, "include_lora": args.include_lora,
-        "seq_len": args.seq_len, "ranker": ranker, "alpha": alpha, "alpha_method": alpha_method, "distinct": not args.all_ties, "order": args.order,
-        "table": table.source, "subnets": entries,
-    }
-    if args.out:
-        unit_orders = getattr(args, "unit_orders", None)  # the exact dict scored, for prune to reuse
-        write_ranked(args.out, document, orders=unit_orders, adapter=table.adapter)
-        print(f"\nwrote {args.out} ({len(entries)} subnets; select one with {args.out}#0)"
-              + (f" and its {args.order} unit orders next to it" if unit_orders is not None else ""))
-    if args.plot:
-        from ..plots import plot_front
-        from ..search import front_for_plot, layer_costs
 
-        costs, fixed = layer_costs(table, args.by, args.include_lora)
-        front, exact = front_for_plot(scoring.values, costs)
-        total = table.total_params if args.by == "params" else table.total_macs
-        refs = {}
-        for name, subnet in (("LoNAS heuristic subnet", space.heuristic()), ("largest subnet", space.maximal())):
-            idx = table.indices_of(subnet)
-            refs[name] = (float(total(idx, include_lora=args.include_lora)), scoring.stage1(idx))
-        plot_front(
-            args.plot, [(float(c + fixed), s) for c, s, _ in front],
-            [(float(e[args.by]), e["stage1"]) for e in entries], budget=float(info.absolute), by=args.by,
-            references=refs, exact=exact,
-            title=f"{space.name or args.space}: {ranker} score vs {args.by}"
-            + (f", alpha {alpha:g}" if ranker == "zerolm" else "") + f", {note.split(' (')[0]}",
-            ylabel="ZeroLM score  S = S_FFN + alpha * S_Attn" if ranker == "zerolm"
-            else f"{ranker} stage-1 score (higher = closer to the full model)",
-        )
-        print(f"wrote {args.plot} ({'exact' if exact else 'approximate'} Pareto front: {len(front):,} points)")
+
+def _plot(args: argparse.Namespace, space, src: TableSource, scoring, entries: list[dict], info, ranker: str,
+          alpha: float) -> None:
+    """The Pareto front of the ranker's stage-1 score with the ranked subnets and two references."""
+    from ..plots import plot_front
+    from ..search import front_for_plot, layer_costs
+
+    table = src.table
+    costs, fixed = layer_costs(table, args.by, args.include_lora)
+    front, exact = front_for_plot(scoring.values, costs)
+    total = table.total_params if args.by == "params" else table.total_macs
+    refs = {}
+    for name, subnet in (("LoNAS heuristic subnet", space.heuristic()), ("largest subnet", space.maximal())):
+        idx = table.indices_of(subnet)
+        refs[name] = (float(total(idx, include_lora=args.include_lora)), scoring.stage1(idx))
+    plot_front(
+        args.plot, [(float(c + fixed), s) for c, s, _ in front],
+        [(float(e[args.by]), e["stage1"]) for e in entries], budget=float(info.absolute), by=args.by,
+        references=refs, exact=exact,
+        title=f"{space.name or args.space}: {ranker} score vs {args.by}"
+        + (f", alpha {alpha:g}" if ranker == "zerolm" else "") + f", {src.note.split(' (')[0]}",
+        ylabel="ZeroLM score  S = S_FFN + alpha * S_Attn" if ranker == "zerolm"
+        else f"{ranker} stage-1 score (higher = closer to the full model)",
+    )
+    print(f"wrote {args.plot} ({'exact' if exact else 'approximate'} Pareto front: {len(front):,} points)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The driver's first steps (``build_table``: load, unit orders once, capacity table; then the
+    budget resolved once by ``check_search``, ``resolve_alpha``, ``make_scoring``,
+    ``search_top_k``), printed as a table and written as ranked.json."""
+    from ..atomic import check_writable
+    from ..driver import make_scoring, resolve_alpha, search_top_k
+    from ..ranked import write_ranked
+    from ..search import check_search
+    from ..space import load_space
+
+    _parse_alpha(args.alpha)  # a typo fails before the model loads
+    if args.ranker:
+        from ..rankers import ranker_class
+
+        ranker_class(args.ranker)  # so does an unknown ranker
+    for path in (args.out, args.plot):  # an unwritable output fails now, not after the scoring
+        if path:
+            check_writable(path)
+    space = load_space(args.space, model=args.model)
+    src = build_table(args, space)
+    table = src.table
+    info = check_search(table, args.budget, by=args.by, top_k=args.top_k, include_lora=args.include_lora)  # before scoring
+    alpha, alpha_method = resolve_alpha(args.alpha, table)
+    ranker = _pick_ranker(args.ranker, src.model)
+    scoring = make_scoring(ranker, table, src.model, table.adapter, alpha, unit_orders=src.unit_orders)
+    entries = search_top_k(table, scoring, budget=args.budget, by=args.by, top_k=args.top_k,
+                           include_lora=args.include_lora, distinct=not args.all_ties, model=src.model,
+                           adapter=table.adapter, info=info)
+    for e in entries:  # ranked.json keeps its documented fields; the extras stay in memory
+        for key in ("name", "kind", "note"):
+            e.pop(key, None)
+    _print_summary(args, space, src, info, ranker, alpha, alpha_method, entries)
+    document = {
+        "model": src.model_name, "space": args.space, "space_name": space.name, "budget": info.absolute,
+        "budget_fraction": info.fraction, "by": args.by, "include_lora": args.include_lora,
+        "seq_len": args.seq_len, "ranker": ranker, "alpha": alpha, "alpha_method": alpha_method,
+        "distinct": not args.all_ties, "order": src.order, "table": table.source, "subnets": entries,
+    }
+    if args.out:  # with the exact unit orders dict scored, for prune to reuse
+        write_ranked(args.out, document, orders=src.unit_orders, adapter=table.adapter)
+        print(f"\nwrote {args.out} ({len(entries)} subnets; select one with {args.out}#0)"
+              + (f" and its {src.order} unit orders next to it" if src.unit_orders is not None else ""))
+    if args.plot:
+        _plot(args, space, src, scoring, entries, info, ranker, alpha)
     return 0

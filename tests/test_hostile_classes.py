@@ -389,3 +389,18 @@ def test_a_temp_file_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_pa
     mine.write_text("in progress")
     write_text(tmp_path / "r.json", "{}")
     assert not any(d.exists() for d in debris) and mine.exists()
+
+
+def test_task_cache_build_cleans_debris_of_a_killed_build(tmp_path):
+    """kill -9 during the lm-eval task cache build skips its cleanup; the next build of the same
+    folder removes what the dead writer left (a live writer's staging is left alone)."""
+    from zerolm_prune.tasks.build import write_task_dir
+
+    target = write_task_dir(["piqa"], root=tmp_path)
+    shutil.rmtree(target)
+    dead = tmp_path / f".{target.name}.partial-999999999-abcd"
+    live = tmp_path / f".{target.name}.partial-{os.getpid()}-abcd"
+    dead.mkdir()
+    live.mkdir()
+    assert write_task_dir(["piqa"], root=tmp_path) == target and (target / "piqa.yaml").is_file()
+    assert not dead.exists() and live.exists()

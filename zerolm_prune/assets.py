@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .atomic import clean_stale_staging, staging_prefix
 from .errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,7 +125,8 @@ def _convert_smollm2(target: Path) -> None:
     model.eval()
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".smollm2-", dir=target.parent))
+    clean_stale_staging(target)  # debris of a conversion killed earlier (kill -9 skips the finally below)
+    tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(target, "partial"), dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp makes 0700; a shared cache should read like any other folder
     try:
         model.save_pretrained(tmp)

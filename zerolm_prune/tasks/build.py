@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..atomic import default_mode
+from ..atomic import clean_stale_staging, default_mode, staging_prefix
 from ..errors import UserError
 from . import data
 from .registry import TaskSpec, spec
@@ -105,7 +105,8 @@ def write_task_dir(tasks: list[str], *, data_dir: str | Path | None = None, root
     if target.is_dir():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tasks-", dir=root))
+    clean_stale_staging(target)  # debris of a killed earlier build of the same folder
+    tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(target, "partial"), dir=root))
     tmp.chmod(default_mode(0o777))  # a shared cache folder, like one made by mkdir
     try:
         for name, text in texts.items():

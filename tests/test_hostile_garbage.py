@@ -133,7 +133,7 @@ def _numeric_slots(tiny: str, ranked: str, out: str) -> dict[str, list[str]]:
 #: values a flag may legitimately take among NUMBERS (their refusal would be wrong)
 ALLOWED = {"rank-alpha": {"0", "-1", "1.5", "767.5"}, "score-alpha": {"0", "-1", "1.5", "767.5"},
            "run-alpha": {"0", "-1", "1.5", "767.5"}, "bench-alpha": set(), "rank-seed": {"0"}, "run-seed": {"0"},
-           "eval-fewshot": {"0"}}
+           "eval-fewshot": {"0"}, "bench-boot": {"0"}}
 
 
 def test_garbage_numbers_into_every_numeric_flag(tiny_dir, ws, capsys):

@@ -217,7 +217,7 @@ def test_nncf_import_with_a_model_config_names_groups_by_family(tmp_path):
     ("heads: [8, 5]\n", ["heads", "splits a KV group", "multiple of 4"]),
     ("ffn: []\n", ["ffn", "empty list"]),
     ("ffn: [[96], [48]]\n", ["ffn", "2 per-layer lists for a 3-layer model", "exactly 3"]),
-    ("ffn: [96\nheads: [8]\n", ["malformed YAML", "line"]),
+    ("ffn: [96\nheads: [8]\n", ["not valid YAML at line", "recipe.yaml"]),
     ("ranks: {qkv: [8]}\n", ["ranks.qkv", "unknown LoRA group"]),
     ("lora: {groups: {qkv: [qproj]}, r_max: 8}\n", ["lora.groups.qkv", "'qproj'", "q_proj"]),
     ('layers: {"7": {ffn: [48]}}\n', ["layers.7", "0..2"]),
@@ -233,7 +233,7 @@ def test_bad_recipes_give_one_line_naming_file_and_key(tmp_path, capsys, body, n
 def test_bad_json_and_ratios_and_missing_model(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"bootstrapNAS": {"training": [}}')
-    assert "malformed JSON at line 1" in cli_error(capsys, ["space", str(bad)])
+    assert "not valid JSON at line 1" in cli_error(capsys, ["space", str(bad)])
     assert "--model" in cli_error(capsys, ["space", str(LLAMA_NNCF)])
     err = cli_error(capsys, ["space", str(LLAMA_NNCF), "--model", str(RECIPES_DIR / "bert-base-lonas.yaml")])
     assert "overwrite_groups[0]" in err and "not a block projection" in err

@@ -107,7 +107,7 @@ positive_int = count(10_000_000, 1, "a positive number")
 seq_len = count(1_048_576, 1, "--seq-len")
 seed = count(2**32 - 1, 0, "--seed")
 fewshot = count(100, 0, "--num-fewshot")
-bootstrap = count(1_000_000, 1, "--bootstrap")
+bootstrap = count(1_000_000, 0, "--bootstrap")  # 0: no intervals (fast)
 
 
 def batch_size(text: str) -> str:
@@ -203,7 +203,9 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
         raise UserError(f"{what} {path} is not UTF-8 text (byte {err.start})") from None
     except (yaml.YAMLError, RecursionError) as err:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UserError(f"{what} {path} is not valid YAML ({problem})") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{what} {path} is not valid YAML{where} ({problem})") from None
     if not isinstance(data, dict):
         raise UserError(f"{what} {path} must be a YAML mapping, not {type(data).__name__}")
     return data

@@ -16,7 +16,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "--fit-fraction of the rows and reports every proxy on the other rows (default: auto)")
     p.add_argument("--fit-fraction", type=inputs.open_fraction, default=0.3, help="share of rows used to fit alpha (default 0.3)")
     p.add_argument("--seed", type=inputs.seed, default=0, help="seed of the split, the random init and the bootstrap")
-    p.add_argument("--bootstrap", type=inputs.bootstrap, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--bootstrap", type=inputs.bootstrap, default=1000, help="bootstrap resamples for the 95%% intervals (0: none)")
     p.add_argument("--grad", action="store_true",
                    help="also sample SynFlow and SNIP on built surrogates (slow: minutes); the closed-form "
                         "expected SynFlow is always reported")

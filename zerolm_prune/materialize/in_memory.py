@@ -27,14 +27,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .errors import UserError
-from .models import get_adapter
-from .models.base import ArchAdapter, Projection
-from .proxy.importance import ffn_channel_order, head_group_order
-from .rankers.orders import resolve_orders
-from .space import LayerChoice, Subnet
-from .units import ORDER_NAMES as ORDERS  # noqa: F401  (old name, re-exported)
-from .units import WEIGHT_ONLY_ORDERS, LayerPlan, check_order_name, num_groups, plan_from_orders, validate_orders
+from ..errors import UserError
+from ..models import get_adapter
+from ..models.base import ArchAdapter, Projection
+from ..proxy.importance import ffn_channel_order, head_group_order
+from ..rankers.orders import resolve_orders
+from ..space import LayerChoice, Subnet
+from ..units import ORDER_NAMES as ORDERS  # noqa: F401  (old name, re-exported)
+from ..units import WEIGHT_ONLY_ORDERS, LayerPlan, check_order_name, num_groups, plan_from_orders, validate_orders
 
 #: what ``order=`` accepts: a name of ``units.ORDER_NAMES`` or ``{layer: {"heads": [KV groups best
 #: first], "ffn": [channels best first]}}`` (``rankers.orders.compute_orders``; layer keys int or str)
@@ -179,7 +179,7 @@ def truncate_lora_ranks(adapter: ArchAdapter, layer: nn.Module, index: int, choi
     LoNAS scaling: the scale stays alpha / r_max (what elastic training used), so ``scaling`` is
     left alone and only ``r`` and the A/B shapes change.
     """
-    from .lora import truncate_module
+    from ..lora import truncate_module
 
     groups = dict(groups or adapter.lora_groups)
     changed = 0
@@ -263,12 +263,12 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", ad
     label = order if isinstance(order, str) else "custom"
     order = resolve_order(model, order, adapter)  # on the unpruned model, before any copy or cut
     if compensate is True:
-        from .compensate import selfgen_means
+        from ..compensate import selfgen_means
 
         compensate = selfgen_means(model, adapter=adapter)
     if not inplace:
         model = copy.deepcopy(model)
-    from .modeling.modeling_zerolm import set_block_sizes
+    from ..modeling.modeling_zerolm import set_block_sizes
 
     layers = adapter.layers(model)
     shapes: list[dict[str, int]] = []
@@ -281,7 +281,7 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", ad
                 rows, cols = plan.indices(proj)
                 slice_projection(layer, proj, rows, cols)
             if biases:
-                from .compensate import add_biases
+                from ..compensate import add_biases
 
                 add_biases(layer, biases)
             set_block_sizes(layer, adapter.family, len(plan.heads), plan.num_kv_heads, choice.ffn,
@@ -292,7 +292,7 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", ad
                            "intermediate_size": choice.ffn})
     update_config(_base_config(model), adapter, shapes)
     if compensate:
-        from .compensate import complete_biases
+        from ..compensate import complete_biases
 
         complete_biases(model, adapter)
     try:
@@ -305,7 +305,7 @@ def materialize(model: nn.Module, subnet: Subnet, *, order: Order = "prefix", ad
 def _compensation(adapter: ArchAdapter, layer: nn.Module, plan: LayerPlan, index: int, means: Any) -> dict:
     if not means:
         return {}
-    from .compensate import layer_biases
+    from ..compensate import layer_biases
 
     return layer_biases(adapter, layer, plan, index, means)
 
@@ -382,7 +382,7 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order =
 
     from transformers import AutoConfig
 
-    from .checkpoint import (SafetensorsReader, check_target, pruned_metadata, rewrite_config, staged_dir,
+    from ..checkpoint import (SafetensorsReader, check_target, pruned_metadata, rewrite_config, staged_dir,
                              write_card, write_safetensors)
 
     if isinstance(order, str) and order not in WEIGHT_ONLY_ORDERS:
@@ -396,13 +396,13 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order =
     check_subnet(subnet, adapter)
     label = order if isinstance(order, str) else "custom"
     if not isinstance(order, str):  # an explicit orders dict: no weights needed to plan
-        from .rankers.orders import validate_orders
+        from ..rankers.orders import validate_orders
 
         order = validate_orders(order, adapter)
     check_target(out, src.resolve(), overwrite)
     deltas: dict[str, Any] = {}
     if merge_adapter is not None:
-        from .lora import adapter_deltas
+        from ..lora import adapter_deltas
 
         deltas = _deltas_by_key(adapter, adapter_deltas(merge_adapter), merge_adapter)
     groups = dict(lora_groups or adapter.lora_groups)
@@ -450,7 +450,7 @@ def materialize_folder(src: Any, subnet: Subnet, out_dir: Any, *, order: Order =
                                 rank=rank):
                         tensor = reader.get(key)
                         if delta is not None:
-                            from .lora import merged_weight
+                            from ..lora import merged_weight
 
                             tensor = merged_weight(tensor, delta, rank, proj.transposed)
                         if proj is None:
@@ -550,6 +550,6 @@ class _StreamedLayerModel:
 
 
 def _dtype_of(code: str):
-    from .safetensors_io import _torch_dtype
+    from ..safetensors_io import _torch_dtype
 
     return _torch_dtype(code)

@@ -19,13 +19,14 @@ from .errors import UserError
 from .evaluate import (RESULTS_FILE, SCATTER_FILE, TABLE_FILE, _check_source, evaluate_model, is_causal_lm,
                        lm_eval_version, perplexity, resolve_suite)
 from .loading import load_model
-from .materialize import materialize, resolve_order
+from .materialize import materialize
 from .models import get_adapter
 from .report_plots import proxy_scatter
 from .ranked import read_ranked
+from .rankers.orders import resolve_orders
 from .space import Subnet
 from .tasks import TASKS
-from .units import load_orders, ranked_orders_file
+from .units import WEIGHT_ONLY_ORDERS, load_orders, ranked_orders_file
 
 
 # ------------------------------------------------------------------------------------------------
@@ -208,7 +209,9 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
         # the exact units that were scored when given (not a recomputation), else selfgen/energy/dicts
         # resolved once (selfgen samples text and runs the model), not per subnet
 
-        order = resolve_order(full_model, unit_orders if unit_orders is not None else order, get_adapter(full_model))
+        order = unit_orders if unit_orders is not None else order
+        if not (isinstance(order, str) and order in WEIGHT_ONLY_ORDERS):
+            order = resolve_orders(full_model, order, adapter=get_adapter(full_model)) or "prefix"
     reference = None
     for cand in plan:
         previous = run.candidate(cand["name"])

@@ -46,9 +46,10 @@ def search(budgets: list[float], ranker: str | None = None) -> tuple[dict, dict[
     model, _ = smollm2_135m()
     adapter = get_adapter(model)
     space = load_space("smollm2-135m", ffn=SPACE_FFN, heads=SPACE_HEADS)
-    # selfgen ranks units on self-generated text; a weight-only ranker keeps the weight-only order
-    orders = compute_orders(model, "selfgen", adapter=adapter) if ranker in (None, "selfgen", "selfgen-kl") \
-        else "energy"
+    # selfgen ranks units on self-generated text, other rankers by energy; resolved once here, the
+    # table, the scoring and materialize take the dict (they refuse names that need the model)
+    orders = compute_orders(model, "selfgen" if ranker in (None, "selfgen", "selfgen-kl") else "energy",
+                            adapter=adapter)
     table = CapacityTable.from_model(model, space, order=orders, adapter=adapter, progress=True)
     scoring = make_scoring(ranker, table, model, adapter, 1.0, unit_orders=orders if isinstance(orders, dict) else None)
     best = {b: search_top_k(table, scoring, budget=b, top_k=1, model=model, adapter=adapter)[0] for b in budgets}

@@ -177,7 +177,8 @@ def test_sigterm_during_prune_leaves_no_staging(tiny_dir, tmp_path):
     out = tmp_path / "o"
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from zerolm_prune import checkpoint, materialize
+        from zerolm_prune import checkpoint
+        from zerolm_prune.materialize import streaming
         from zerolm_prune.cli import main
 
         original = checkpoint.write_safetensors
@@ -186,7 +187,7 @@ def test_sigterm_during_prune_leaves_no_staging(tiny_dir, tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` would, while the staging folder is half full
             return original(folder, *a, **kw)
         checkpoint.write_safetensors = killed_midway
-        materialize.write_safetensors = killed_midway
+        streaming.write_safetensors = killed_midway  # bound at its import, as prune streams this folder
         sys.exit(main(["prune", {str(tiny_dir)!r}, "--subnet", {str(ranked)!r}, "--out", {str(out)!r}]))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

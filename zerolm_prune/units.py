@@ -9,7 +9,8 @@ This module owns, for every other module:
 
 - the order names (``ORDER_NAMES``; ``WEIGHT_ONLY_ORDERS`` are computed layer by layer from the
   weights, the others need the whole model: ``rankers.orders.resolve_orders`` computes them);
-- their validation, with one message (``check_order_name``, ``validate_orders``);
+- their validation, with one message (``check_order_name``, ``validate_orders``), and the one
+  check that a cutting consumer got a resolved order (``resolved_order``);
 - the saved orders sidecar of a ranked.json (``save_orders`` / ``load_orders`` /
   ``ranked_orders_file``);
 - the kept units of a choice (``kept_units``, ``kept_kv_heads``) and the plan of kept rows of a
@@ -215,6 +216,29 @@ def validate_orders(orders: Mapping, adapter: Any, *, partial: bool = False) -> 
         raise UserError(f"orders: layers {missing[:5]}{'...' if len(missing) > 5 else ''} are missing; "
                         f"give an entry for each of the {n} layers")
     return out
+
+
+def resolved_order(order: Any, adapter: Any) -> "str | dict[int, dict[str, list[int]]]":
+    """``order`` as a consumer that cuts units takes it (``materialize``, ``materialize_folder``,
+    ``plan_layer``): a weight-only name (computed layer by layer from the weights), or an explicit
+    orders dict, validated, with int keys; ``None`` (``resolve_orders``' prefix) is ``"prefix"``.
+
+    Why energy and selfgen are refused: they need the whole model (selfgen a forward pass on
+    sampled text), so a consumer computing them itself would redo it per call and could cut other
+    units than the ones scored; the caller resolves them once at its top and passes the dict down.
+    """
+    if order is None:
+        return "prefix"
+    if isinstance(order, str):
+        if order in WEIGHT_ONLY_ORDERS:
+            return order
+        check_order_name(order)
+        raise UserError(f"the {order!r} unit order needs the whole model: resolve it first "
+                        f"(zerolm_prune.rankers.orders.resolve_orders(model, {order!r})) and pass the orders dict")
+    if isinstance(order, Mapping):
+        return validate_orders(order, adapter)
+    raise UserError(f"unit order must be a name ({', '.join(WEIGHT_ONLY_ORDERS)}) or an orders dict, "
+                    f"got {type(order).__name__}")
 
 
 #: what ``save_orders`` writes and ``load_orders`` checks (the sidecar of a ranked.json)

@@ -172,9 +172,9 @@ def run(args: argparse.Namespace) -> int:
     written (``_split_adapter``, ``_write``)."""
     from .. import lora
     from ..loading import load_model, resolve
-    from ..materialize import can_stream, check_subnet, materialize, resolve_order
+    from ..materialize import can_stream, check_subnet, materialize
     from ..models import get_adapter
-    from ..rankers.orders import WEIGHT_ONLY_ORDERS
+    from ..rankers.orders import WEIGHT_ONLY_ORDERS, resolve_orders
 
     subnet, entry, source, order, unit_orders = _read_inputs(args)
     folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
     params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
     # rank's saved dict (the units it scored, to the index), else the order computed from the base
     # weights as rank scored them (before any adapter); prefix/capacity stay names
-    resolved = resolve_order(model, unit_orders if unit_orders is not None else order, adapter)
+    resolved = unit_orders if unit_orders is not None else (
+        order if order in WEIGHT_ONLY_ORDERS else resolve_orders(model, order, adapter=adapter))
     if args.adapter:
         model = lora.load_adapter(model, args.adapter)
     model = materialize(model, subnet, order=resolved, adapter=adapter, inplace=True)

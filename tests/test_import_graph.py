@@ -44,25 +44,37 @@ def _imports(tree: ast.AST, strict: bool = True):
             stack.append(child)
 
 
+def package_files(package: Path = PACKAGE) -> dict[str, Path]:
+    """module name -> its file, for every module of ``package``."""
+    return {_module_name(p, package): p for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+
+
+def import_targets(node: ast.Import | ast.ImportFrom, name: str, files: dict[str, Path]) -> list[str]:
+    """The modules one import statement in module ``name`` names: package modules as module names
+    (``from .x import f`` -> ``pkg.x``), anything else as written (``torch.nn``, ``json``)."""
+    here = name.split(".") if files[name].name == "__init__.py" else name.split(".")[:-1]
+    if isinstance(node, ast.Import):
+        targets = [alias.name for alias in node.names]
+    else:
+        base = here[: len(here) - (node.level - 1)] if node.level else []
+        mod = ".".join(base + ([node.module] if node.module else []))
+        targets = [f"{mod}.{alias.name}" if f"{mod}.{alias.name}" in files else mod for alias in node.names]
+    out = []
+    for target in targets:
+        found = target
+        while found and found not in files:  # zerolm_prune.x.y where y is a name in x
+            found = found.rpartition(".")[0]
+        out.append(found or target)
+    return out
+
+
 def import_graph(package: Path = PACKAGE, *, strict: bool = True) -> dict[str, set[str]]:
     """module -> the package modules it imports (see the module docstring)."""
-    files = {_module_name(p, package): p for p in package.rglob("*.py") if "__pycache__" not in p.parts}
+    files = package_files(package)
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, path in files.items():
-        is_pkg = path.name == "__init__.py"
-        here = name.split(".") if is_pkg else name.split(".")[:-1]
         for node in _imports(ast.parse(path.read_text(), str(path)), strict):
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            else:
-                base = here[: len(here) - (node.level - 1)] if node.level else []
-                mod = ".".join(base + ([node.module] if node.module else []))
-                targets = [f"{mod}.{alias.name}" if f"{mod}.{alias.name}" in files else mod for alias in node.names]
-            for target in targets:
-                while target and target not in files:  # zerolm_prune.x.y where y is a name in x
-                    target = target.rpartition(".")[0]
-                if target and target != name:
-                    graph[name].add(target)
+            graph[name].update(t for t in import_targets(node, name, files) if t in files and t != name)
     return graph
 
 

@@ -93,7 +93,7 @@ def smollm2_135m_dir() -> Path:
 
 
 def _convert_smollm2(target: Path) -> None:
-    import torch
+    import torch  # lazy: assets is on the CLI's start-up path (--help); torch/transformers only to build a model
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     gguf = smollm2_gguf_path()
@@ -147,7 +147,7 @@ def _convert_smollm2(target: Path) -> None:
 
 def smollm2_135m() -> tuple["LlamaForCausalLM", "PreTrainedTokenizerBase"]:
     """The real SmolLM2-135M (LLaMA architecture, 9 heads / 3 KV heads) and its tokenizer."""
-    import torch
+    import torch  # lazy: assets is on the CLI's start-up path (--help); torch/transformers only to build a model
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     folder = smollm2_135m_dir()
@@ -165,7 +165,7 @@ def minilm_l6_dir() -> Path:
 
 def minilm_l6() -> tuple["BertModel", "PreTrainedTokenizerBase"]:
     """The real MiniLM-L6 (all-MiniLM-L6-v2) ``BertModel`` and its tokenizer."""
-    import torch
+    import torch  # lazy: assets is on the CLI's start-up path (--help); torch/transformers only to build a model
     from transformers import AutoTokenizer, BertModel
 
     folder = minilm_l6_dir()

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .errors import UserError
+
 
 def default_mode(base: int = 0o666) -> int:
     """The mode ``open()`` (base 0o666) or ``mkdir()`` (0o777) would give under the user's umask.
@@ -30,8 +32,6 @@ def default_mode(base: int = 0o666) -> int:
 
 
 def _unwritable(path: Path, err: OSError):
-    from .errors import UserError
-
     return UserError(f"cannot write {path} ({err.strerror or err}); pick a folder you can write to")
 
 
@@ -85,8 +85,6 @@ def clean_stale_staging(out: str | Path) -> list[Path]:
 def _refuse_special(path: Path) -> None:
     """Outputs replace regular files only: ``os.replace`` onto /dev/null or a fifo would swap the
     device node for a regular file (as root), or a folder for a file."""
-    from .errors import UserError
-
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -157,7 +155,7 @@ def write_json(path: str | Path, data: Any, indent: int | None = 2) -> Path:
 
 def save_figure(fig: Any, path: str | Path) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib only when a figure is drawn
 
     try:
         return _write_via(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")

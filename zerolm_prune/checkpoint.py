@@ -23,13 +23,20 @@ import json
 import os
 import shutil
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
+import transformers
 from torch import nn
+from transformers import AutoConfig, AutoTokenizer
 
 from .atomic import clean_stale_staging, default_mode, staging_prefix
 from .errors import UserError
+from .modelcard import render
+from .modeling import modeling_zerolm
+from .modeling.modeling_zerolm import ARCHITECTURES, AUTO_MAP
 from .safetensors_io import SafetensorsReader, read_safetensors_header, write_safetensors  # noqa: F401  (re-exported)
 
 FORMAT_VERSION = 1
@@ -38,8 +45,6 @@ MODELING_FILE = "modeling_zerolm.py"
 
 def _package_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("zerolm_prune")
     except Exception:  # pragma: no cover - running from a source tree without metadata
         return "0+unknown"
@@ -80,8 +85,6 @@ def pruned_metadata(config: Any, *, subnet: Any = None, source: str | None = Non
 
 def rewrite_config(folder: Path, default_arch: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Point a non-uniform config at the shipped modelling code; add our metadata block."""
-    from .modeling.modeling_zerolm import ARCHITECTURES, AUTO_MAP
-
     path = folder / "config.json"
     config = json.loads(path.read_text())
     config.pop("_name_or_path", None)
@@ -144,8 +147,6 @@ def save_pretrained(model: nn.Module, out_dir: str | Path, *, tokenizer: Any = N
 
 
 def write_card(folder: Path, card: dict[str, Any] | None, meta: dict[str, Any], params_after: int) -> None:
-    from .modelcard import render
-
     fields = dict(card or {})
     fields.setdefault("base_model", meta.get("source"))
     fields.setdefault("params_after", params_after)
@@ -194,10 +195,6 @@ def read_config(folder: str | Path) -> dict[str, Any]:
 
 def model_class_for(config: dict[str, Any]) -> type:
     """The class that rebuilds a saved folder: ours for per-layer shapes, stock otherwise."""
-    import transformers
-
-    from .modeling import modeling_zerolm
-
     archs = config.get("architectures") or []
     if not archs:
         raise UserError("config.json lists no architectures; cannot tell which model class to build")
@@ -218,9 +215,6 @@ def load_pruned(folder: str | Path, device: str | None = None, *, dtype: Any = N
 
     Uses the package's copy of the modelling code, never the folder's (no remote code runs).
     """
-    import torch
-    from transformers import AutoConfig, AutoTokenizer
-
     folder = Path(folder)
     raw = read_config(folder)
     cls = model_class_for(raw)

@@ -15,7 +15,9 @@ import signal
 import sys
 import threading
 
+from . import __version__, commands
 from .errors import Terminated, UserError
+from .inputs import env_threads
 
 DESCRIPTION = """\
 Data-free structured pruning of Hugging Face language models.
@@ -41,8 +43,6 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__, commands
-
     parser = _OneLineParser(
         prog="zerolm-prune", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -92,15 +92,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     """Validate everything (``validate.before``), then run the command holding its --out lock."""
+    # lazy: validate reaches torch and transformers, locking the socket module; --help needs neither
     from .locking import out_lock
     from .validate import before, output_folder
 
     threads = os.environ.get("ZEROLM_PRUNE_THREADS")
     if threads:
-        from .inputs import env_threads
-
         count = env_threads(threads)
-        import torch
+        import torch  # lazy: keeps --help fast
 
         torch.set_num_threads(count)
     before(args)  # every argument and input file, before any model loads or anything is written

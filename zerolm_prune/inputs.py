@@ -156,6 +156,35 @@ def _finite(text: str) -> float:
     return value
 
 
+def loads_lenient_json(text: str) -> Any:
+    """``json.loads`` that accepts the trailing commas of the released LoNAS files."""
+    out, in_string, escape = [], False, False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if in_string:
+            out.append(ch)
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+            out.append(ch)
+        elif ch == ",":
+            j = i + 1
+            while j < len(text) and text[j] in " \t\r\n":
+                j += 1
+            if j >= len(text) or text[j] not in "]}":
+                out.append(ch)
+        else:
+            out.append(ch)
+        i += 1
+    return json.loads("".join(out))
+
+
 def read_json(path: str | Path, what: str, *, lenient: bool = False) -> Any:
     """The JSON in a regular file (UTF-8, no NaN/Infinity, at most MAX_JSON_BYTES), or one line."""
     path = Path(path)
@@ -171,8 +200,6 @@ def read_json(path: str | Path, what: str, *, lenient: bool = False) -> Any:
         raise UserError(f"{what} {path} is not UTF-8 text (byte {err.start}); is it the right file?") from None
     try:
         if lenient:
-            from .space import loads_lenient_json
-
             return loads_lenient_json(text)
         return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:
@@ -192,7 +219,7 @@ def read_json_mapping(path: str | Path, what: str) -> dict[str, Any]:
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
     """A YAML mapping (safe loader only: no Python objects are ever built from YAML)."""
-    import yaml
+    import yaml  # lazy: inputs is on the CLI's start-up path; yaml adds ~20 ms to --help
 
     path = Path(path)
     if not path.is_file():
@@ -264,7 +291,7 @@ def check_ranked_document(doc: Any, path: str) -> None:
             raise UserError(f"{path}: the subnets have different layer counts; one model per file")
         depth = len(sub["heads"])
         if "name" in entry:
-            from .paths import check_name
+            from .paths import check_name  # lazy: --help does not load paths (2 ms of regexes)
 
             check_name(entry["name"], f"{path}: subnets[{i}].name")
         for key in ("score", "params", "macs"):
@@ -371,7 +398,7 @@ def check_model_folder(folder: str | Path) -> None:
         weight_map = data.get("weight_map")
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise UserError(f"{index}: weight_map must map tensor names to file names")
-        from .paths import confine
+        from .paths import confine  # lazy: --help does not load paths (2 ms of regexes)
 
         for name in set(weight_map.values()):
             if not confine(folder, name, f"{index}: weight_map").is_file():

@@ -52,7 +52,7 @@ def is_pruned_folder(path: str | Path) -> bool:
 
 def load_config(spec: str, *, trust_remote_code: bool = False) -> Any:
     """The transformers config of MODEL, without weights (shapes-only work)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: loading is on the CLI's start-up path (--help)
 
     where = resolve(spec)
     try:
@@ -71,7 +71,7 @@ def load_model(spec: str, *, trust_remote_code: bool = False, dtype: Any = None,
 
     Causal LMs load with their LM head (``AutoModelForCausalLM``); encoders as the bare base model.
     """
-    import torch
+    import torch  # lazy: loading is on the CLI's start-up path (--help)
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
     from .models import get_adapter

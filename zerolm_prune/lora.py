@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from .errors import UserError
@@ -61,7 +63,7 @@ def truncate_module(module: nn.Module, rank: int, *, where: str = "") -> int:
 
 def read_adapter_config(adapter_dir: str | Path) -> tuple[dict[str, Any], list[str]]:
     """adapter_config.json restricted to the fields today's ``LoraConfig`` accepts."""
-    from peft import LoraConfig
+    from peft import LoraConfig  # lazy: peft only when a LoRA adapter is involved
 
     path = Path(adapter_dir) / "adapter_config.json"
     if not path.is_file():
@@ -88,8 +90,6 @@ def read_adapter_weights(adapter_dir: str | Path) -> dict[str, torch.Tensor]:
         if not path.is_file():
             continue
         if name.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         try:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -107,7 +107,7 @@ def load_adapter(model: nn.Module, adapter_dir: str | Path, *, adapter_name: str
     Works for current peft folders and the LoNAS release format; every LoRA tensor of the model
     must be found in the file (a silent partial load would evaluate a different network).
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # lazy: peft only when a LoRA adapter is involved
     from peft.utils import set_peft_model_state_dict
 
     cfg, _dropped = read_adapter_config(adapter_dir)
@@ -160,7 +160,7 @@ def rank_patterns(peft_model, adapter_name: str = "default") -> tuple[dict[str, 
 
 def save_adapter(peft_model, out_dir: str | Path, *, adapter_name: str = "default") -> Path:
     """Write the (truncated, sliced) adapter as a stock peft folder (safetensors)."""
-    from peft import LoraConfig
+    from peft import LoraConfig  # lazy: peft only when a LoRA adapter is involved
 
     out = Path(out_dir)
     config = peft_model.peft_config[adapter_name]
@@ -224,9 +224,7 @@ def adapter_deltas(adapter_dir: str | Path) -> dict[str, dict[str, Any]]:
     adapter is small, so it is read whole; ``scale`` is peft's (alpha/r, rank/alpha patterns and
     rsLoRA honoured) and stays fixed when the rank is later truncated, as LoNAS does.
     """
-    import math
-
-    from peft.utils.other import get_pattern_key
+    from peft.utils.other import get_pattern_key  # lazy: peft only when a LoRA adapter is involved
 
     cfg, _ = read_adapter_config(adapter_dir)
     if cfg.get("use_dora"):

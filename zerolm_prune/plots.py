@@ -6,7 +6,10 @@ table of ten subnets cannot. Matplotlib runs headless (Agg) and the PNG is writt
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
+
+from .atomic import save_figure
 
 
 def _human(n: float) -> str:
@@ -18,8 +21,6 @@ def _human(n: float) -> str:
 
 def _fine_formatter(lo: float, hi: float):
     """Tick labels with enough decimals to tell ticks of a narrow range apart (107.41M, 107.42M)."""
-    import math
-
     big = max(abs(lo), abs(hi))
     scale, suffix = next(((s, u) for s, u in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")) if big >= s), (1.0, ""))
     span = max(hi - lo, 1e-12) / scale
@@ -29,7 +30,7 @@ def _fine_formatter(lo: float, hi: float):
 
 def _zoom(ax, front, chosen, budget) -> None:
     """An inset around the chosen subnets: on the full front they sit on one pixel."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import FuncFormatter, MaxNLocator  # lazy: matplotlib only when a figure is drawn
 
     cx = [c for c, _ in chosen]
     cy = [s for _, s in chosen]
@@ -71,7 +72,7 @@ def plot_front(out: str, front: Sequence[tuple[float, float]], chosen: Sequence[
     the LoNAS heuristic subnet). ``exact=False`` labels a merged front (``search.front_for_plot``).
     Returns ``out``. The file appears only once complete.
     """
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a figure is drawn
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -104,7 +105,6 @@ def plot_front(out: str, front: Sequence[tuple[float, float]], chosen: Sequence[
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    from .atomic import save_figure
 
     save_figure(fig, out)
     return out

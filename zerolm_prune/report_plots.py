@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
+from .atomic import save_figure
+
 
 def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, float | int | None]:
     """Kendall tau and Spearman rho (None when undefined: fewer than 2 points or no spread)."""
-    import numpy as np
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, spearmanr  # lazy: scipy is slow to import and only these statistics need it
 
     n = len(x)
     if n < 2 or len(set(x)) < 2 or len(set(y)) < 2:
@@ -27,7 +30,7 @@ def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict[str, float 
 
 def proxy_scatter(candidates: list[dict[str, Any]], path: str | Path, *, title: str = "") -> dict[str, Any] | None:
     """Write the scatter PNG atomically; returns the correlation, None with fewer than 2 subnets."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a figure is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -54,7 +57,6 @@ def proxy_scatter(candidates: list[dict[str, Any]], path: str | Path, *, title: 
     ax.set_ylabel("mean accuracy")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    from .atomic import save_figure
 
     save_figure(fig, path)
     return corr

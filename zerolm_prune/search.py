@@ -32,7 +32,10 @@ from typing import Sequence
 
 import numpy as np
 
+from . import cost
+from .errors import UserError
 from .ranked import read_ranked, write_ranked  # noqa: F401  (re-exported: ranked.json I/O lives in ranked.py)
+from .space import LayerChoice
 
 __all__ = [
     "top_k",
@@ -483,8 +486,6 @@ class BudgetInfo:
 
 
 def _layer_costs(table, by: str, include_lora: bool) -> tuple[list[np.ndarray], int]:
-    from .errors import UserError
-
     if by not in BY:
         raise UserError(f"unknown budget unit {by!r}; choose one of: {', '.join(BY)}")
     column = table.params if by == "params" else table.macs
@@ -501,9 +502,6 @@ def layer_costs(table, by: str = "params", include_lora: bool = False) -> tuple[
 
 def _full_model_cost(table, by: str, include_lora: bool) -> int:
     """Params or MACs of the unpruned model, from its geometry (the space may not contain it)."""
-    from . import cost
-    from .space import LayerChoice
-
     adapter = table.adapter
     space = table.space
     total = table.fixed_params if by == "params" else table.fixed_macs
@@ -525,8 +523,6 @@ MAX_TOP_K = 100_000
 
 def check_top_k(table, top_k: int) -> None:
     """``top_k`` as one-line UserErrors: at least 1, within the space, within what the search lists."""
-    from .errors import UserError
-
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {top_k}")
     space_size = table.space.size
@@ -543,8 +539,6 @@ def check_search(table, budget: float, *, by: str = "params", top_k: int = 1,
     """The cheap checks of a search request (top-k, and a budget no subnet fits), as one-line
     UserErrors. Why separate: callers run it before building a ranker that runs the model (the
     selfgen scoring takes most of a rank), so a wrong --budget fails in seconds, not minutes."""
-    from .errors import UserError
-
     check_top_k(table, top_k)
     info = resolve_budget(table, budget, by=by, include_lora=include_lora)
     if info.absolute < info.minimal:
@@ -559,8 +553,6 @@ def check_search(table, budget: float, *, by: str = "params", top_k: int = 1,
 
 def resolve_budget(table, budget: float, *, by: str = "params", include_lora: bool = False) -> BudgetInfo:
     """Turn ``budget`` (absolute if > 1, else a fraction of the full model) into a count."""
-    from .errors import UserError
-
     costs, fixed = _layer_costs(table, by, include_lora)
     if not np.isfinite(budget) or budget <= 0:
         raise UserError(f"--budget must be a positive number (a fraction <= 1 of the full model or an absolute "

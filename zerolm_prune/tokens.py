@@ -21,7 +21,7 @@ def known_tokens() -> set[str]:
     """The tokens this process could use: environment variables and the stored login token."""
     found = {os.environ.get(name, "").strip() for name in _ENV}
     try:
-        from huggingface_hub import get_token
+        from huggingface_hub import get_token  # lazy: huggingface_hub only when the hub is asked
 
         found.add((get_token() or "").strip())
     except Exception:  # no hub library, unreadable token file: only the environment counts

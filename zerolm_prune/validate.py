@@ -12,12 +12,28 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import pickle
 from pathlib import Path
 from typing import Any, Callable
 
-from . import inputs
+import torch
+from transformers import CONFIG_MAPPING, AutoModel, AutoModelForCausalLM
+
+from . import inputs, loading
+from .assets import BUILTIN_MODELS
+from .bench import lts, nasbench_bert
+from .commands.eval import default_out
+from .commands.publish import check_repo_id, upload_plan
 from .errors import UserError
+from .evaluate import resolve_suite
+from .models import get_adapter
 from .paths import check_output_dir, check_output_file
+from .proxy import CapacityTable
+from .safetensors_io import read_safetensors_header
+from .search import check_search
+from .space import load_space, validate_space
+from .tasks import spec as task_spec
+from .tasks.data import user_files
 
 #: structural errors a loader raises on a file of the wrong shape (anything else stays a bug)
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RecursionError,
@@ -62,7 +78,6 @@ def check_device(name: str | None) -> None:
     """--device names a device this machine has (torch otherwise fails deep inside a move)."""
     if not name or name == "cpu":
         return
-    import torch
 
     kind, _, index = name.partition(":")
     if kind == "cuda":
@@ -86,22 +101,20 @@ def check_model(spec: str | None, trust_remote_code: bool = False) -> Any:
     Returns the config (or None for a hub id / a recipe, whose shapes come later)."""
     if not spec:
         return None
-    from .assets import BUILTIN_MODELS
-    from .loading import load_config, resolve
 
     if spec in BUILTIN_MODELS:
-        return load_config(spec)
+        return loading.load_config(spec)
     if spec.endswith((".yaml", ".yml")):  # a recipe standing in for MODEL (rank/space NNCF)
         inputs.read_yaml_mapping(spec, "recipe")
         return None
-    where = resolve(spec)  # one line for a non-folder, a folder without config.json, a malformed id
+    where = loading.resolve(spec)  # one line for a non-folder, a folder without config.json, a malformed id
     if not Path(where).is_dir():
         return None  # a hub id: the hub checks it
     inputs.check_model_folder(where)
     _refuse_unpermitted_code(Path(where), trust_remote_code)
     _refuse_pickles_only(Path(where))
     try:
-        config = load_config(spec, trust_remote_code=trust_remote_code)
+        config = loading.load_config(spec, trust_remote_code=trust_remote_code)
     except Exception as err:  # transformers' own type checks of config fields (hub strict dataclasses)
         if not (isinstance(err, SHAPE_ERRORS) or type(err).__module__.startswith("huggingface_hub")):
             raise
@@ -118,26 +131,19 @@ def _check_weights_fit(folder: Path, config: Any) -> None:
     """The safetensors tensors are the ones config.json describes (names and shapes), checked on
     the meta device (no memory): a config of another model or size otherwise loads with freshly
     initialised weights (silently) or fails deep inside transformers."""
-    from .loading import _is_causal, is_pruned_folder
-
     files = sorted(folder.glob("*.safetensors"))
-    if not files or is_pruned_folder(folder):
+    if not files or loading.is_pruned_folder(folder):
         return
-    from transformers import AutoModel, AutoModelForCausalLM
-
-    import torch
 
     try:
         with torch.device("meta"):
-            model = (AutoModelForCausalLM if _is_causal(config) else AutoModel).from_config(config)
+            model = (AutoModelForCausalLM if loading._is_causal(config) else AutoModel).from_config(config)
     except Exception:  # noqa: BLE001 - a config we cannot build here is reported by the real load
         return
     prefix = getattr(model, "base_model_prefix", "") or ""
     want = {_strip(k, prefix): tuple(v.shape) for k, v in model.state_dict().items()}
     have: dict[str, tuple] = {}
     for file in files:
-        from .safetensors_io import read_safetensors_header
-
         header, _ = read_safetensors_header(file)
         have.update({_strip(k, prefix): tuple(v["shape"]) for k, v in header.items()})
     wrong = [k for k in want if k in have and want[k] != have[k]]
@@ -154,11 +160,8 @@ def _check_weights_fit(folder: Path, config: Any) -> None:
 
 def _refuse_unpermitted_code(folder: Path, trust_remote_code: bool) -> None:
     config = inputs.check_config_json(folder / "config.json")
-    from .loading import is_pruned_folder
-
-    if trust_remote_code or is_pruned_folder(folder) or not config.get("auto_map"):
+    if trust_remote_code or loading.is_pruned_folder(folder) or not config.get("auto_map"):
         return
-    from transformers import CONFIG_MAPPING
 
     if config.get("model_type") not in CONFIG_MAPPING:
         raise UserError(f"{folder} needs its own modelling code (auto_map, model_type {config.get('model_type')!r}); "
@@ -176,10 +179,6 @@ def _refuse_pickles_only(folder: Path) -> None:
 
 def check_pickle(path: Path) -> None:
     """A torch pickle that ``torch.load(weights_only=True)`` accepts (only tensors and containers)."""
-    import pickle
-
-    import torch
-
     try:
         torch.load(str(path), map_location="meta", weights_only=True, mmap=False)
     except pickle.UnpicklingError as err:
@@ -197,7 +196,6 @@ def check_space(source: str, model: str | None = None, **ratios: Any) -> Any:
         inputs.read_yaml_mapping(path, "recipe")
     elif path.suffix == ".json" and path.exists():
         inputs.read_json(path, "search space", lenient=True)
-    from .space import load_space
 
     try:
         return load_space(source, model=model, **ratios)
@@ -210,8 +208,6 @@ def check_fits(space: Any, config: Any, model: str) -> None:
     """The space (a recipe for another model?) fits MODEL's geometry: before any weights load."""
     if config is None:
         return
-    from .models import get_adapter
-    from .space import validate_space
 
     try:
         validate_space(space, get_adapter(config))
@@ -225,8 +221,6 @@ def check_budget(config: Any, space: Any, budget: float, *, by: str = "params", 
     an impossible budget must fail before it loads the model or writes run.json."""
     if config is None:
         return
-    from .proxy import CapacityTable
-    from .search import check_search
 
     table = CapacityTable.random_init(config, space, seq_len=seq_len)
     check_search(table, budget, by=by, top_k=top_k, include_lora=include_lora)
@@ -236,8 +230,6 @@ def check_ranked(spec: str, config: Any = None, model: str | None = None) -> int
     """A ranked.json / subnet file, every entry checked; with a config, its depth must match."""
     _doc, layers = inputs.read_ranked_file(spec)
     if config is not None:
-        from .models import get_adapter
-
         n = get_adapter(config).num_layers
         if layers != n:
             raise UserError(f"{spec}: subnets have {layers} layers but the model has {n} ({model}); rank subnets "
@@ -266,7 +258,6 @@ def check_suite(suite: str | None) -> None:
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
             raise UserError(f"suite file {suite}: 'tasks' must be a non-empty list of task names")
-    from .evaluate import resolve_suite
 
     resolve_suite(suite)
 
@@ -288,16 +279,12 @@ def check_data_dir(data_dir: str | None, suite: str | None, config: Any = None) 
     if not data_dir:
         return
     check_folder_in(data_dir, "--data-dir")
-    from .loading import _is_causal
 
-    if config is not None and not _is_causal(config):
+    if config is not None and not loading._is_causal(config):
         return
-    from .evaluate import resolve_suite
-    from .tasks import spec
-    from .tasks.data import user_files
 
     for task in resolve_suite(suite or "commonsense"):
-        builder, files = user_files(spec(task), data_dir)
+        builder, files = user_files(task_spec(task), data_dir)
         if builder != "json":
             continue
         for file in files.values():
@@ -361,15 +348,11 @@ def check_bench(kind: str, path: str, reading: str = "faithful") -> None:
     inputs.read_json(path, "benchmark file")
     try:
         if kind == "nasbench-bert":
-            from .bench.nasbench_bert import build, load_records
-
-            rows = load_records(path)
-            archs = [build(r, reading=reading) for r in rows]
+            rows = nasbench_bert.load_records(path)
+            archs = [nasbench_bert.build(r, reading=reading) for r in rows]
         else:
-            from .bench.lts import build, load_records
-
-            lts_kind, rows = load_records(path)
-            archs = [build(r, lts_kind) for r in rows]
+            lts_kind, rows = lts.load_records(path)
+            archs = [lts.build(r, lts_kind) for r in rows]
         for a in archs:
             if not math.isfinite(float(a.label)):
                 raise ValueError(f"label {a.label!r} of record {a.id!r}")
@@ -432,8 +415,6 @@ def _prune(args):
 
 
 def _eval(args):
-    from .commands.eval import default_out
-
     args.out = args.out or str(default_out(args.model, args.suite, args.limit))
     check_output_dir(args.out, "--out")
     config = check_model(args.model, args.trust_remote_code)
@@ -480,8 +461,6 @@ def _bench(args):
 
 
 def _publish(args):
-    from .commands.publish import check_repo_id, upload_plan
-
     check_repo_id(args.repo_id)
     check_folder_in(args.folder, "DIR")
     upload_plan(Path(args.folder))  # refuses links that leave the folder

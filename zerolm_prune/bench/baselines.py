@@ -17,19 +17,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+import torch
+
+from ..models import get_adapter
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
     from ..models.base import ArchAdapter
 
 
 def weight_magnitude(model: Any, adapter: "ArchAdapter | None" = None) -> float:
     """Sum of |w| over the block projection weights (what capacity sums, but L1)."""
-    import torch
-
-    from ..models import get_adapter
-
     adapter = adapter or get_adapter(model)
     total = 0.0
     with torch.no_grad():
@@ -51,8 +48,6 @@ def _weights(module: "torch.nn.Module") -> list["torch.nn.Parameter"]:
 
 def synflow(module: "torch.nn.Module", input_shape: tuple[int, ...]) -> float:
     """SynFlow score of ``module`` (its weights are restored afterwards), in float64."""
-    import torch
-
     params = list(module.parameters())
     saved = [p.detach().clone() for p in params]
     dtype = params[0].dtype if params else torch.float64
@@ -77,8 +72,6 @@ def synflow(module: "torch.nn.Module", input_shape: tuple[int, ...]) -> float:
 def snip(module: "torch.nn.Module", inputs: "torch.Tensor", targets: "torch.Tensor",
          loss_fn: Callable[[Any, Any], Any] | None = None) -> float:
     """SNIP saliency sum |W * dL/dW| for one batch (random data at init is enough to rank)."""
-    import torch
-
     loss_fn = loss_fn or torch.nn.functional.mse_loss
     module.zero_grad(set_to_none=True)
     loss = loss_fn(module(inputs), targets)

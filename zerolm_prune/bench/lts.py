@@ -19,12 +19,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from .arch import Arch, Block, Matrix, block_params
 
 
 def load_records(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
-    from ..errors import UserError
-
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:

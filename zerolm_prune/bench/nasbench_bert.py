@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from .arch import Arch, Block, Matrix, block_params
 
 READINGS = ("proxy-code", "faithful", "trained-as")
@@ -35,8 +36,6 @@ VOCAB, EMBED, MAX_POS, TYPES = 30522, 128, 512, 2
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
     """Completed records with a GLUE score; UserError for a file of another schema."""
-    from ..errors import UserError
-
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -96,8 +95,6 @@ def _ffn(h: int, first: int, extra: int, n_extra: int) -> list[Matrix]:
 def build(record: dict[str, Any], reading: str = "proxy-code") -> Arch:
     """The record's blocks under ``reading`` (see the module docstring)."""
     if reading not in READINGS:
-        from ..errors import UserError
-
         raise UserError(f"unknown reading {reading!r}; choose one of: {', '.join(READINGS)}")
     true_h, layers = _layers(record)
     h = 256 if reading == "proxy-code" else true_h

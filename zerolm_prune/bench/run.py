@@ -11,8 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from ..errors import UserError
+from ..proxy.alpha import GAMMA_GRID, alpha_by_param_correlation, alpha_by_sampling, exponent_by_sampling, gamma_mix
+from . import lts, nasbench_bert
 from .arch import Arch, draw_abs_mass, draw_sq_mass
+from .spectral import mp_expectations
+from .stats import correlations
+from .surrogate import expected_synflow, gradient_scores
 
 #: proxies (ours or ZeroLM) vs baselines (what a proxy must beat)
 PROXY_KINDS = {
@@ -35,11 +42,6 @@ RECOMMENDED = "spectral-erank"
 def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: int = 128,
              progress: bool = False) -> dict[str, np.ndarray]:
     """Per-row quantities every proxy is computed from (random init drawn per row, seeded)."""
-    from .spectral import mp_expectations
-
-    from ..proxy.alpha import GAMMA_GRID
-    from .surrogate import expected_synflow
-
     keys = ("attn", "ffn", "attn_energy", "ffn_energy", "attn_headwise", "logsum", "magnitude", "nuclear", "erank",
             "layers", "hidden", "params", "nonemb", "macs", "synflow", "synflow_sampled", "snip")
     out = {k: np.zeros(len(archs)) for k in keys}
@@ -51,8 +53,6 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
         out[f"ffn_{key}"] = np.zeros((len(archs), len(gammas)))
     iterator: Any = enumerate(archs)
     if progress:
-        from tqdm.auto import tqdm
-
         iterator = tqdm(iterator, total=len(archs), desc="scoring", unit="arch")
     for i, arch in iterator:
         rng = np.random.default_rng([seed, i])
@@ -90,8 +90,6 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
         out["nonemb"][i] = arch.nonembedding_params
         out["macs"][i] = sum(m.size for m in mats) + sum(2 * b.hidden * seq_len for b in arch.blocks)
         if grad:
-            from .surrogate import gradient_scores
-
             g = gradient_scores(arch, seed=seed * 100003 + i)
             out["synflow_sampled"][i], out["snip"][i] = g["synflow"], g["snip"]
     return out
@@ -100,8 +98,6 @@ def features(archs: list[Arch], *, seed: int = 0, grad: bool = True, seq_len: in
 def proxy_scores(feat: dict[str, np.ndarray], alpha: float, alpha_paramcorr: float, *, seed: int = 0,
                  grad: bool = True, exponents: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Every proxy's scores; ``exponents`` ({proxy name: ExponentChoice}) adds the fitted-gamma proxies."""
-    from ..proxy.alpha import GAMMA_GRID, gamma_mix
-
     n = len(feat["attn"])
     scores = {
         "zerolm": feat["ffn"] + alpha * feat["attn"],
@@ -137,10 +133,6 @@ def proxy_scores(feat: dict[str, np.ndarray], alpha: float, alpha_paramcorr: flo
 def evaluate(archs: list[Arch], *, alpha: str | float = "auto", fit_fraction: float = 0.3, seed: int = 0,
              bootstrap: int = 1000, grad: bool = True, seq_len: int = 128, progress: bool = False) -> dict[str, Any]:
     """Every proxy's Kendall tau / Spearman rho (with bootstrap 95% intervals) on the report rows."""
-    from ..errors import UserError
-    from ..proxy.alpha import alpha_by_param_correlation, alpha_by_sampling, exponent_by_sampling
-    from .stats import correlations
-
     labels = np.array([a.label for a in archs], dtype=np.float64)
     n = len(archs)
     feat = features(archs, seed=seed, grad=grad, seq_len=seq_len, progress=progress)
@@ -202,15 +194,11 @@ def run_benchmark(name: str, path: str, *, reading: str = "proxy-code", kind: st
                   **kwargs: Any) -> dict[str, Any]:
     """Load ``path`` as benchmark ``name`` (``nasbench-bert`` or ``lts``) and evaluate it."""
     if name == "nasbench-bert":
-        from .nasbench_bert import load
-
-        archs = load(path, reading)
+        archs = nasbench_bert.load(path, reading)
         result = evaluate(archs, seq_len=128, **kwargs)
         result["reading"] = reading
     elif name == "lts":
-        from .lts import load
-
-        archs = load(path, kind)
+        archs = lts.load(path, kind)
         result = evaluate(archs, seq_len=192, **kwargs)
         result["kind"] = archs[0].extra.get("kind") if archs else kind
     else:  # pragma: no cover - the CLI restricts the choices

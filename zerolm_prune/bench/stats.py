@@ -13,7 +13,7 @@ def correlations(scores: Any, labels: Any, *, bootstrap: int = 1000, seed: int =
     ``ci95`` is the 95% percentile interval of Kendall tau over ``bootstrap`` resamples,
     ``spearman_ci95`` the same for rho. Constant scores give 0 (no ranking information).
     """
-    from scipy.stats import kendalltau, spearmanr
+    from scipy.stats import kendalltau, spearmanr  # lazy: scipy is slow to import and only these statistics need it
 
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)

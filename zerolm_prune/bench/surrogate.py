@@ -12,18 +12,19 @@ This is a documented approximation of the published proxies, not their reference
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+import torch
+from torch import nn
 
+from .baselines import snip, synflow
+
+if TYPE_CHECKING:  # pragma: no cover
     from .arch import Arch
 
 
 def build_surrogate(arch: "Arch", seed: int = 0) -> "torch.nn.Module":
-    import torch
-    from torch import nn
-
     gen = torch.Generator().manual_seed(int(seed))
 
     def linear(rows: int, cols: int, std: float) -> nn.Linear:
@@ -75,12 +76,6 @@ def build_surrogate(arch: "Arch", seed: int = 0) -> "torch.nn.Module":
 
 def gradient_scores(arch: "Arch", seed: int = 0) -> dict[str, float]:
     """SynFlow and SNIP of the surrogate (SNIP on 8 random tokens with random regression targets)."""
-    import math
-
-    import torch
-
-    from .baselines import snip, synflow
-
     net = build_surrogate(arch, seed)
     h = arch.blocks[0].hidden
     gen = torch.Generator().manual_seed(int(seed) + 1)
@@ -101,8 +96,6 @@ def expected_synflow(arch: "Arch") -> float:
     expectation follows the same way. Exact in expectation; seconds for a whole benchmark
     instead of minutes of sampling (``gradient_scores`` samples the real thing).
     """
-    import math
-
     mats = [(l, m) for l, m in arch.matrices() if m.role in ("branch", "qkv", "out", "ffn")]
 
     def total(skip: int | None) -> float:

@@ -1,5 +1,6 @@
 """CLI subcommands: each module defines ``ORDER`` and ``register(subparsers)``.
 
-Modules here import only argparse-level things at top level; heavy imports go inside the
-handler so that ``--help`` stays fast.
+Modules here import at top level what ``--help`` loads anyway (argparse, the light modules
+``inputs``, ``units``, ``loading``, ...); anything else goes inside the handler with a ``# lazy:``
+comment, so that ``--help`` stays fast (``tests/test_imports.py`` checks both).
 """

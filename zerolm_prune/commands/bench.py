@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from .. import inputs
+from ..atomic import write_json
+from ..errors import UserError
 
 ORDER = 80
 
@@ -54,8 +56,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from ..bench.run import format_table, run_benchmark
-    from ..errors import UserError
+    from ..bench.run import format_table, run_benchmark  # lazy: keeps `zerolm-prune --help` fast
 
     if args.alpha != "auto":  # fail before minutes of scoring
         try:
@@ -75,8 +76,6 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result, title))
     print("* = our recommended data-free variant; baselines are what a proxy must beat")
     if args.json:
-        from ..atomic import write_json
-
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0

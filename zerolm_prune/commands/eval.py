@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -67,9 +68,7 @@ def default_out(model: str, suite: str | None, limit: int | None) -> Path:
 
 def _silence_tqdm() -> None:
     """--quiet: lm-eval passes ``disable=False`` explicitly, so force it in the class itself."""
-    import os
-
-    import tqdm
+    import tqdm  # lazy: keeps `zerolm-prune --help` fast
 
     os.environ["TQDM_DISABLE"] = "1"
     original = tqdm.tqdm.__init__
@@ -82,9 +81,7 @@ def _silence_tqdm() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from ..eval_runs import run_candidates
+    from ..eval_runs import run_candidates  # lazy: keeps `zerolm-prune --help` fast
     from ..evaluate import RESULTS_FILE, SCATTER_FILE, TABLE_FILE, parse_batch_size
 
     if args.quiet:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
+from ..atomic import check_writable
 from .common import add_model_options
 
 ORDER = 45
@@ -35,10 +37,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from ..atomic import check_writable
-    from ..export import export_gguf
+    from ..export import export_gguf  # lazy: keeps `zerolm-prune --help` fast
 
     check_writable(args.out)  # fail before loading the model
     out = export_gguf(args.model, args.out, outtype=args.outtype, trust_remote_code=args.trust_remote_code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .. import loading
 from .common import add_model_options
 
 ORDER = 10
@@ -56,10 +57,9 @@ def format_info(adapter) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..loading import load_config
-    from ..models import get_adapter
+    from ..models import get_adapter  # lazy: keeps `zerolm-prune --help` fast
 
-    adapter = get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code))
+    adapter = get_adapter(loading.load_config(args.model, trust_remote_code=args.trust_remote_code))
     if args.json:
         print(json.dumps({"summary": adapter.summary(), "layers": layer_table(adapter)}, indent=2))
     else:

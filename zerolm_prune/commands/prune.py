@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..units import ORDER_NAMES
+from .. import loading
+from ..errors import UserError
+from ..units import ORDER_NAMES, WEIGHT_ONLY_ORDERS, load_orders, ranked_orders_file
 from .common import add_model_options
 
 ORDER = 40
@@ -54,8 +58,7 @@ def register(subparsers) -> None:
 
 def read_subnet(spec: str) -> tuple[Any, dict[str, Any]]:
     """``(Subnet, entry)`` from ``ranked.json[#k]`` (default: entry 0, the best) or a bare Subnet JSON."""
-    from ..errors import UserError
-    from ..ranked import read_ranked
+    from ..ranked import read_ranked  # lazy: keeps `zerolm-prune --help` fast
     from ..space import Subnet
 
     entry = dict(read_ranked(spec)[0])
@@ -73,11 +76,8 @@ def _read_inputs(args: argparse.Namespace):
     """Everything checked before any weights load: the subnet (LoRA ranks dropped without an
     adapter), its ranked.json entry and source, the order name, rank's saved unit orders (or None)
     and the adapter of MODEL's config."""
-    from ..errors import UserError
-    from ..loading import load_config
-    from ..materialize import check_subnet
+    from ..materialize import check_subnet  # lazy: keeps `zerolm-prune --help` fast
     from ..models import get_adapter
-    from ..rankers.orders import ranked_orders_file
 
     if args.merge and not args.adapter:
         raise UserError("--merge needs --adapter PEFT_DIR (there is no LoRA adapter to merge)")
@@ -90,12 +90,10 @@ def _read_inputs(args: argparse.Namespace):
         from ..space import LayerChoice, Subnet
 
         subnet = Subnet([LayerChoice(c.heads, c.ffn) for c in subnet.layers])  # record what was applied
-    config_adapter = get_adapter(load_config(args.model, trust_remote_code=args.trust_remote_code))
+    config_adapter = get_adapter(loading.load_config(args.model, trust_remote_code=args.trust_remote_code))
     check_subnet(subnet, config_adapter)  # before weights
     unit_orders = None
     if saved is not None:  # the exact dict rank scored with, checked before any weights load
-        from ..rankers.orders import load_orders
-
         unit_orders = load_orders(saved, config_adapter, name=source.get("order"))
     return subnet, entry, source, order, unit_orders
 
@@ -103,9 +101,7 @@ def _read_inputs(args: argparse.Namespace):
 def _split_adapter(args: argparse.Namespace, model):
     """After the cut: the LoRA adapter merged (--merge) or saved aside to ship beside the folder.
     Returns (model, extra files for save_pretrained, the temporary adapter folder or None)."""
-    import tempfile
-
-    from .. import lora
+    from .. import lora  # lazy: keeps `zerolm-prune --help` fast
 
     extra: dict[str, Path] = {}
     tmp_adapter = None
@@ -123,8 +119,7 @@ def _split_adapter(args: argparse.Namespace, model):
 def _write(args: argparse.Namespace, model, tokenizer, subnet, entry: dict, source: dict, order: str,
            params_before: int, extra: dict, tmp_adapter: Path | None) -> int:
     """Save the pruned model (a folder, or GGUF with --format gguf) and print what was written."""
-    from ..checkpoint import save_pretrained
-    from ..errors import UserError
+    from ..checkpoint import save_pretrained  # lazy: keeps `zerolm-prune --help` fast
 
     card = {
         "base_model": source.get("model") or args.model,
@@ -152,8 +147,6 @@ def _write(args: argparse.Namespace, model, tokenizer, subnet, entry: dict, sour
                                   metadata={"order": order, "score": entry.get("score")})
     finally:
         if tmp_adapter is not None:
-            import shutil
-
             shutil.rmtree(tmp_adapter, ignore_errors=True)
     after = _count(model)
     shapes = "per-layer shapes (load with trust_remote_code=True or zerolm_prune)" \
@@ -170,20 +163,19 @@ def run(args: argparse.Namespace) -> int:
     """Inputs checked (``_read_inputs``), then streamed from the safetensors files where that can
     cut the same units, else loaded, cut in memory under the order resolved once here, and
     written (``_split_adapter``, ``_write``)."""
-    from .. import lora
-    from ..loading import load_model, resolve
+    from .. import lora  # lazy: keeps `zerolm-prune --help` fast
     from ..materialize import can_stream, check_subnet, materialize
     from ..models import get_adapter
-    from ..rankers.orders import WEIGHT_ONLY_ORDERS, resolve_orders
+    from ..rankers.orders import resolve_orders
 
     subnet, entry, source, order, unit_orders = _read_inputs(args)
-    folder = _local_folder(args.model, resolve(args.model), allow_download=not args.in_memory)
+    folder = _local_folder(args.model, loading.resolve(args.model), allow_download=not args.in_memory)
     if (not args.in_memory and (not args.adapter or args.merge) and args.format == "auto"
             # selfgen/energy need the loaded model, unless rank saved the dict they stand for
             and (order in WEIGHT_ONLY_ORDERS or unit_orders is not None)
             and folder.is_dir() and can_stream(folder)):
         return _run_streaming(args, folder, subnet, entry, source, order, unit_orders)
-    model, tokenizer = load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
+    model, tokenizer = loading.load_model(args.model, trust_remote_code=args.trust_remote_code, device=args.device)
     adapter = get_adapter(model)
     check_subnet(subnet, adapter)
     params_before = _count(model)  # base weights only: LoRA parameters are not part of the model size
@@ -201,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _folder_params(folder: Path) -> int:
     """Parameter count of a safetensors folder from tensor headers (nothing is loaded)."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: keeps `zerolm-prune --help` fast
 
     from ..materialize import _weight_files
 
@@ -220,7 +212,7 @@ def _run_streaming(args: argparse.Namespace, folder: Path, subnet, entry: dict[s
                    order: str, unit_orders: dict | None = None) -> int:
     """Folder to folder without loading the model; ``unit_orders`` (rank's saved dict) cuts the units
     the name ``order`` stands for, so a selfgen ranking streams too."""
-    from ..materialize import materialize_folder
+    from ..materialize import materialize_folder  # lazy: keeps `zerolm-prune --help` fast
 
     before = _folder_params(folder)
     card = {"base_model": source.get("model") or args.model, "params_before": before, "score": entry.get("score"),
@@ -271,7 +263,7 @@ def _local_folder(spec: str, resolved: str, *, allow_download: bool) -> Path:
     if path.is_dir() or not allow_download:
         return path
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # lazy: keeps `zerolm-prune --help` fast
 
         return Path(snapshot_download(spec, allow_patterns=HUB_PATTERNS))
     except Exception:  # offline, gated, unknown: load_model reports the real problem in one line

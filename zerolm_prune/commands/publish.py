@@ -6,6 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
+from .. import loading
+from ..errors import UserError
+
 ORDER = 60
 
 
@@ -29,10 +32,8 @@ def register(subparsers) -> None:
 def check_repo_id(repo_id: str) -> None:
     """The repo id rules of the hub itself (``huggingface_hub.utils.validate_repo_id``) plus the
     owner/name form, so --dry-run never accepts an id the real upload rejects."""
-    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.errors import HFValidationError  # lazy: keeps `zerolm-prune --help` fast
     from huggingface_hub.utils import validate_repo_id
-
-    from ..errors import UserError
 
     try:
         validate_repo_id(repo_id)
@@ -48,8 +49,7 @@ def upload_plan(folder: Path) -> list[tuple[str, int]]:
     Symbolic links whose target lies outside ``folder`` are refused: an upload follows them and
     would publish a file the user never put in the folder (a key, a home directory).
     """
-    from ..errors import UserError
-    from ..paths import inside
+    from ..paths import inside  # lazy: keeps `zerolm-prune --help` fast
 
     files = []
     for root, dirs, names in os.walk(folder, followlinks=False):
@@ -95,13 +95,10 @@ def _network_error(err: BaseException) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..loading import is_pruned_folder
-
     folder = Path(args.folder)
     if not folder.is_dir():
         raise UserError(f"{folder} is not a folder; pass the --out folder of `zerolm-prune prune`")
-    if not is_pruned_folder(folder):
+    if not loading.is_pruned_folder(folder):
         raise UserError(f"{folder} was not written by `zerolm-prune prune` (no 'zerolm_prune' key in config.json)")
     check_repo_id(args.repo_id)
     plan = upload_plan(folder)
@@ -125,10 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _upload(args: argparse.Namespace, folder: Path, plan: list[tuple[str, int]]) -> int:
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi, get_token  # lazy: keeps `zerolm-prune --help` fast
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
-
-    from ..errors import UserError
 
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         raise UserError("the Hugging Face Hub is unreachable: HF_HUB_OFFLINE is set; unset it to publish "

@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .. import inputs
+from .. import inputs, loading
+from ..assets import BUILTIN_MODELS
+from ..atomic import check_writable
+from ..errors import UserError
 from .common import add_model_options, add_ranking_options
+from .space import human, size_text
 
 ORDER = 30
 
@@ -81,8 +86,7 @@ def register(subparsers) -> None:
 
 
 def _parse_alpha(text: str | None) -> float | None:
-    from ..errors import UserError
-    from ..search import DEFAULT_ALPHA
+    from ..search import DEFAULT_ALPHA  # lazy: keeps `zerolm-prune --help` fast
 
     if text is None:
         return DEFAULT_ALPHA
@@ -95,32 +99,23 @@ def _parse_alpha(text: str | None) -> float | None:
 
 
 def _available_locally(spec: str) -> bool:
-    from pathlib import Path
-
-    from ..assets import BUILTIN_MODELS
-
     return spec in BUILTIN_MODELS or Path(spec).expanduser().is_dir()
 
 
 def _load_weights(spec: str, *, trust_remote_code: bool, device: str | None):
     """The model of MODEL; ranking needs no tokenizer, so a plain checkpoint folder without one
     loads too (``loading.load_model`` insists on a tokenizer)."""
-    from pathlib import Path
-
-    from ..errors import UserError
-    from ..loading import _is_causal, is_pruned_folder, load_config, load_model
-
     folder = Path(spec).expanduser()
-    if not folder.is_dir() or is_pruned_folder(folder):
-        return load_model(spec, trust_remote_code=trust_remote_code, device=device)[0]
-    import torch
+    if not folder.is_dir() or loading.is_pruned_folder(folder):
+        return loading.load_model(spec, trust_remote_code=trust_remote_code, device=device)[0]
+    import torch  # lazy: keeps `zerolm-prune --help` fast
     from transformers import AutoModel, AutoModelForCausalLM
 
     from ..models import get_adapter
 
-    config = load_config(spec, trust_remote_code=trust_remote_code)
+    config = loading.load_config(spec, trust_remote_code=trust_remote_code)
     get_adapter(config)  # unsupported families fail here with a clear line
-    cls = AutoModelForCausalLM if _is_causal(config) else AutoModel
+    cls = AutoModelForCausalLM if loading._is_causal(config) else AutoModel
     try:
         model = cls.from_pretrained(str(folder), dtype=torch.float32, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -131,8 +126,6 @@ def _load_weights(spec: str, *, trust_remote_code: bool, device: str | None):
 
 def _config_only(spec: str) -> bool:
     """A local folder with config.json and no weight files: shapes only."""
-    from pathlib import Path
-
     folder = Path(spec).expanduser()
     if not (folder.is_dir() and (folder / "config.json").is_file()):
         return False
@@ -155,8 +148,7 @@ class TableSource:
 def build_table(args: argparse.Namespace, space) -> TableSource:
     """The capacity table of real weights (the driver's steps: default order, unit orders resolved
     once, capacity table) or, without weights, a random-init table of the shapes."""
-    from ..errors import UserError
-    from ..proxy import CapacityTable
+    from ..proxy import CapacityTable  # lazy: keeps `zerolm-prune --help` fast
     from ..space import validate_space
 
     # a recipe as MODEL only supplies an NNCF space's config and LoRA settings (and its model name)
@@ -185,9 +177,7 @@ def build_table(args: argparse.Namespace, space) -> TableSource:
     if space.config and not (explicit and _config_only(spec)):
         config = space.config_object()
     elif spec is not None:
-        from ..loading import load_config
-
-        config = load_config(spec, trust_remote_code=args.trust_remote_code)
+        config = loading.load_config(spec, trust_remote_code=args.trust_remote_code)
     else:
         raise UserError("the space has neither a model nor an embedded config; pass MODEL or use a recipe with a config")
     from ..models import get_adapter
@@ -221,8 +211,6 @@ def _differs(subnet: dict, best: dict) -> str:
 
 
 def format_table(entries: list[dict], full: int, by: str) -> str:
-    from .space import human
-
     lines = [f"{'rank':>4} {'score':>14} {'params':>9} {'MACs/tok':>9} {'%full':>6}  per-layer choices (value x layers)"
              "  [layers that differ from rank 0]"]
     for e in entries:
@@ -241,8 +229,7 @@ def format_table(entries: list[dict], full: int, by: str) -> str:
 
 def _pick_ranker(name: str | None, model) -> str:
     """The ranker to use: the default on real weights, zerolm (the only one) without them."""
-    from ..errors import UserError
-    from ..rankers import DEFAULT_RANKER
+    from ..rankers import DEFAULT_RANKER  # lazy: keeps `zerolm-prune --help` fast
 
     ranker = name or (DEFAULT_RANKER if model is not None else "zerolm")
     if model is None and ranker != "zerolm":
@@ -253,8 +240,6 @@ def _pick_ranker(name: str | None, model) -> str:
 
 def _print_summary(args: argparse.Namespace, space, src: TableSource, info, ranker: str, alpha: float,
                    alpha_method: str, entries: list[dict]) -> None:
-    from .space import human, size_text
-
     unit = "params" if args.by == "params" else "MACs/token"
     print(f"model   {src.model_name or '(none)'}: {src.note}")
     print(f"space   {space.name or args.space}: {space.num_layers} layers, {size_text(space.size)} subnets")
@@ -271,7 +256,7 @@ def _print_summary(args: argparse.Namespace, space, src: TableSource, info, rank
 def _plot(args: argparse.Namespace, space, src: TableSource, scoring, entries: list[dict], info, ranker: str,
           alpha: float) -> None:
     """The Pareto front of the ranker's stage-1 score with the ranked subnets and two references."""
-    from ..plots import plot_front
+    from ..plots import plot_front  # lazy: keeps `zerolm-prune --help` fast
     from ..search import front_for_plot, layer_costs
 
     table = src.table
@@ -298,8 +283,7 @@ def run(args: argparse.Namespace) -> int:
     """The driver's first steps (``build_table``: load, unit orders once, capacity table; then the
     budget resolved once by ``check_search``, ``resolve_alpha``, ``make_scoring``,
     ``search_top_k``), printed as a table and written as ranked.json."""
-    from ..atomic import check_writable
-    from ..driver import make_scoring, resolve_alpha, search_top_k
+    from ..driver import make_scoring, resolve_alpha, search_top_k  # lazy: keeps `zerolm-prune --help` fast
     from ..ranked import write_ranked
     from ..search import check_search
     from ..space import load_space

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from .. import loading
+from ..errors import UserError
 from .common import positive_int
 
 ORDER = 55
@@ -73,7 +76,7 @@ _FIELDS = {"tokens": "tokens", "epochs": "epochs", "lora_rank": "lora_rank", "lr
 
 
 def config_from_args(args: argparse.Namespace):
-    from ..recover import RecoverConfig
+    from ..recover import RecoverConfig  # lazy: keeps `zerolm-prune --help` fast
 
     given = {field: getattr(args, arg) for arg, field in _FIELDS.items() if getattr(args, arg) not in (None, False)}
     return RecoverConfig(**given)
@@ -81,14 +84,9 @@ def config_from_args(args: argparse.Namespace):
 
 def _check_early(args: argparse.Namespace) -> None:
     """Mistakes found before any model loads."""
-    from pathlib import Path
-
-    from ..errors import UserError
-    from ..loading import resolve
-
     if not (Path(args.pruned) / "config.json").is_file():
         raise UserError(f"{args.pruned}: not a model folder (no config.json); pass a folder written by `zerolm-prune prune`")
-    resolve(args.teacher)
+    loading.resolve(args.teacher)
     if args.data is not None:
         path = Path(args.data).expanduser()
         if not path.is_file() and (path.exists() or args.data.startswith((".", "/", "~")) or path.suffix in (".txt", ".jsonl", ".json")):
@@ -96,7 +94,7 @@ def _check_early(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..recover import recover
+    from ..recover import recover  # lazy: keeps `zerolm-prune --help` fast
 
     config = config_from_args(args)
     _check_early(args)

@@ -59,7 +59,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..driver import prune_to_budget
+    from ..driver import prune_to_budget  # lazy: keeps `zerolm-prune --help` fast
     from ..evaluate import parse_batch_size
 
     prune_to_budget(

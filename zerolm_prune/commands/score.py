@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import inputs
+from .. import inputs, loading
+from ..atomic import write_json
+from ..errors import UserError
 from .common import add_model_options
 
 ORDER = 45
@@ -33,15 +35,12 @@ def register(subparsers) -> None:
 
 
 def _write(path: str, doc: dict) -> None:
-    from ..atomic import write_json
-
     write_json(path, doc)
 
 
 def read_subnets(path: str) -> tuple[list, dict]:
     """(subnets, the document's other keys) of a ranked.json; UserError on anything malformed."""
-    from ..errors import UserError
-    from ..ranked import read_ranked
+    from ..ranked import read_ranked  # lazy: keeps `zerolm-prune --help` fast
     from ..space import Subnet
 
     entries = read_ranked(path)
@@ -57,10 +56,8 @@ def read_subnets(path: str) -> tuple[list, dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # lazy: keeps `zerolm-prune --help` fast
 
-    from ..errors import UserError
-    from ..loading import load_model
     from ..models import get_adapter
     from ..rankers import DEFAULT_RANKER, get_ranker, space_of
 
@@ -76,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--alpha applies to the zerolm ranker only; drop it or pass --ranker zerolm")
         options["alpha"] = args.alpha
     ranker = get_ranker(name, **options)
-    model, _ = load_model(model_spec, trust_remote_code=args.trust_remote_code, device=args.device)
+    model, _ = loading.load_model(model_spec, trust_remote_code=args.trust_remote_code, device=args.device)
     adapter = get_adapter(model)
     if subnets[0].num_layers != adapter.num_layers:
         raise UserError(f"{args.subnets}: subnets have {subnets[0].num_layers} layers but {model_spec} has {adapter.num_layers}")

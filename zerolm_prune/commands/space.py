@@ -10,6 +10,8 @@ import argparse
 import json
 
 from .. import inputs
+from ..atomic import write_text
+from ..errors import UserError
 
 ORDER = 20
 
@@ -75,7 +77,7 @@ def _values(values: list[int]) -> str:
 
 def summarize(space, *, seq_len: int = 512) -> dict:
     """Costs of the maximal, heuristic and minimal subnets (the numbers the command prints)."""
-    from .. import cost
+    from .. import cost  # lazy: keeps `zerolm-prune --help` fast
 
     adapter = space.adapter()
     rows = {}
@@ -135,16 +137,13 @@ def format_space(space, summary: dict, *, seq_len: int = 512) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..space import load_space
+    from ..space import load_space  # lazy: keeps `zerolm-prune --help` fast
 
     if args.seq_len < 1:
         raise UserError(f"--seq-len {args.seq_len}: must be at least 1")
     space = load_space(args.source, model=args.model, ffn=args.ffn, heads=args.heads, rank=args.rank)
     summary = summarize(space, seq_len=args.seq_len)
     if args.out:
-        from ..atomic import write_text
-
         write_text(args.out, space.to_json(indent=2))
     if args.json:
         print(json.dumps({"space": space.to_dict(), "size": space.size, "size_text": size_text(space.size),

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import loading
 from ..atomic import _write_via
 from ..errors import UserError
 from .gguf_vocab import add_tokenizer
@@ -250,10 +251,8 @@ def export_gguf(model: str | Path | nn.Module, path: str | Path, *, outtype: str
     """
     source = None
     if not isinstance(model, nn.Module):
-        from ..loading import load_model, resolve
-
-        source = resolve(str(model))
-        model, loaded_tokenizer = load_model(str(model), trust_remote_code=trust_remote_code)
+        source = loading.resolve(str(model))
+        model, loaded_tokenizer = loading.load_model(str(model), trust_remote_code=trust_remote_code)
         tokenizer = tokenizer or loaded_tokenizer
     state = {k: v for k, v in model.state_dict().items()}
     with tempfile.TemporaryDirectory(prefix="zerolm-gguf-tok-") as tmp:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import UserError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .capacity import CapacityTable
 
@@ -43,7 +45,7 @@ class AlphaChoice:
 
 
 def _taus(attn: np.ndarray, ffn: np.ndarray, target: np.ndarray, grid: np.ndarray) -> dict[float, float]:
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # lazy: scipy is slow to import and only these statistics need it
 
     attn, ffn, target = (np.asarray(v, dtype=np.float64) for v in (attn, ffn, target))
     out = {}
@@ -60,8 +62,6 @@ def alpha_by_sampling(attn: Any, ffn: Any, labels: Any, *, grid: Any = ALPHA_GRI
     |tau| (the paper says |tau|; a strongly *negative* tau would rank architectures backwards, so
     the signed reading is offered for comparison).
     """
-    from ..errors import UserError
-
     labels = np.asarray(labels, dtype=np.float64)
     if labels.size < 3:
         raise UserError(f"alpha by sampling needs at least 3 labelled architectures, got {labels.size}")
@@ -138,9 +138,7 @@ def exponent_by_sampling(attn: Any, ffn: Any, labels: Any, *, gammas: Any = GAMM
     never on the rows it is reported on. The grid point with the largest (signed) Kendall tau wins;
     ties go to the point nearest ZeroLM as published (gamma 1, alpha 1), the least departure.
     """
-    from scipy.stats import kendalltau
-
-    from ..errors import UserError
+    from scipy.stats import kendalltau  # lazy: scipy is slow to import and only these statistics need it
 
     attn, ffn = np.asarray(attn, dtype=np.float64), np.asarray(ffn, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)

@@ -26,13 +26,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from .. import cost
+from ..errors import UserError
+from ..models import get_adapter
+from ..space import Subnet
 from ..units import ORDER_NAMES, WEIGHT_ONLY_ORDERS, check_order_name, kept_units, order_label, validate_orders
 from .importance import UnitLayout, argsort_desc, unit_contribution, unit_layout, unit_sq_sums
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..models.base import ArchAdapter, LayerGeometry, Projection
-    from ..space.types import LayerChoice, SearchSpace, Subnet
+    from ..space.types import LayerChoice, SearchSpace
 
 #: old name of ``units.ORDER_NAMES``, kept for imports
 ORDERS = ORDER_NAMES
@@ -40,8 +46,6 @@ ORDERS = ORDER_NAMES
 
 def capacity(weight: Any) -> float:
     """ZeroLM capacity of one matrix: ``||W||_F^2 / min(m, n)`` (0 for an empty matrix)."""
-    import torch
-
     w = torch.as_tensor(weight)
     m, n = w.shape[-2], w.shape[-1]
     if min(m, n) == 0:
@@ -101,9 +105,6 @@ class CapacityTable:
         energy and selfgen: the table does not run the model). ``self.order`` records ``label`` or
         the name ("custom" for a dict).
         """
-        from ..errors import UserError
-        from ..models import get_adapter
-
         adapter = adapter or get_adapter(model)
         layers = adapter.layers(model)
         _check_layer_count(space, adapter)
@@ -167,8 +168,6 @@ class CapacityTable:
         per unit gives the table's exact distribution in seconds even for LLaMA-7B shapes. peft
         initialises B = 0, so LoRA ranks do not change capacity at init.
         """
-        from ..models import get_adapter
-
         adapter = get_adapter(config)
         _check_layer_count(space, adapter)
         rng = np.random.default_rng(seed)
@@ -189,8 +188,6 @@ class CapacityTable:
     def _tabulate(cls, space: "SearchSpace", adapter: "ArchAdapter", order: str, source: str,
                   sums: Callable[[int, "LayerGeometry"], list], *, seq_len: int = 1,
                   progress: bool = False, unit_orders: dict | None = None) -> "CapacityTable":
-        from .. import cost
-
         config = adapter.config
         columns: dict[str, list[np.ndarray]] = {k: [] for k in
                                                 ("attn", "ffn", "attn_energy", "ffn_energy", "params", "lora_params", "macs")}
@@ -199,8 +196,6 @@ class CapacityTable:
         shared: dict[Any, tuple[list, dict[str, np.ndarray], dict[str, np.ndarray], dict]] = {}
         iterator: Any = range(space.num_layers)
         if progress:
-            from tqdm.auto import tqdm
-
             iterator = tqdm(iterator, desc="capacity table", unit="layer")
         for index in iterator:
             geo = adapter.geometry(index)
@@ -278,8 +273,6 @@ class CapacityTable:
 
     def indices_of(self, subnet: "Subnet") -> np.ndarray:
         """Per-layer option indices of ``subnet`` (UserError when a choice is not in the space)."""
-        from ..errors import UserError
-
         if subnet.num_layers != self.num_layers:
             raise UserError(f"the subnet has {subnet.num_layers} layers but the space {self.num_layers}; "
                             "use a subnet of this space")
@@ -293,8 +286,6 @@ class CapacityTable:
         return out
 
     def subnet_at(self, indices: Any) -> "Subnet":
-        from ..space import Subnet
-
         return Subnet([self.options[i][int(j)] for i, j in enumerate(indices)])
 
     def score(self, subnet: "Subnet", alpha: float) -> float:
@@ -341,8 +332,6 @@ class CapacityTable:
 
 # ---- helpers --------------------------------------------------------------------------------------
 def _check_layer_count(space: "SearchSpace", adapter: "ArchAdapter") -> None:
-    from ..errors import UserError
-
     if space.num_layers != adapter.num_layers:
         raise UserError(f"the search space has {space.num_layers} layers but the model {adapter.num_layers}; "
                         "use a space made for this model")
@@ -381,8 +370,6 @@ def _lora_parts(module: Any):
 
 def _merged(weight: Any, a: Any, b: Any, scale: float, rank: int):
     """``W + scale * B[:, :r] @ A[:r, :]`` in (out, in) orientation, float32 or wider."""
-    import torch
-
     w = weight.detach()
     dtype = torch.promote_types(w.dtype, torch.float32)
     with torch.no_grad():

@@ -14,6 +14,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..models import get_adapter
+from ..space import LayerSpace, SearchSpace
+
 
 @dataclass
 class Ranker:
@@ -51,9 +54,6 @@ def space_of(subnets: Sequence[Any], model: Any = None) -> Any:
 
     Lets ``score`` work on any list of subnets (e.g. a ranked.json) without the recipe that made it.
     """
-    from ..models import get_adapter
-    from ..space import LayerSpace, SearchSpace
-
     n = subnets[0].num_layers
     adapter = get_adapter(model) if model is not None else None
     layers = []

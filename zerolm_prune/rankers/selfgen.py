@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
+from ..errors import UserError
+from ..models import get_adapter
+from ..space import LayerChoice, Subnet
+from .apply import sliced
 from .base import Ranker
 from .orders import resolve_orders
 from .selftext import SelfText, _from_layer, _kl, _log_probs, _require_causal, _sample_text, self_text  # noqa: F401  (re-exported)
@@ -44,8 +50,6 @@ def _unit_orders(model: Any, order: Any, adapter: Any, text: "SelfText | None") 
 
 
 def _full_choice(geo: Any, ranks=()):
-    from ..space import LayerChoice
-
     return LayerChoice(geo.num_heads, geo.ffn_dim, tuple(ranks))
 
 
@@ -73,12 +77,6 @@ class SelfGenKLRanker(Ranker):
     def layer_values(self, model: Any, space: Any, *, adapter: Any = None, text: SelfText | None = None,
                      orders: Any = None) -> list[np.ndarray]:
         """``orders`` (resolved dict, name or None) overrides ``unit_order`` for this call."""
-        from tqdm import tqdm
-
-        from ..errors import UserError
-        from ..models import get_adapter
-        from ..space import LayerChoice, Subnet
-
         if self.mode not in ("interp", "exact"):
             raise UserError(f"selfgen-kl mode must be 'interp' or 'exact', got {self.mode!r}")
         adapter = adapter or get_adapter(model)
@@ -137,8 +135,6 @@ class FidelityRanker(Ranker):
     def score(self, model: Any, subnets: Sequence[Any], *, space: Any = None, adapter: Any = None,
               text: SelfText | None = None, orders: Any = None) -> np.ndarray:
         """``orders`` (resolved dict or name) overrides ``unit_order``; None = use ``unit_order``."""
-        from tqdm import tqdm
-
         order = orders if orders is not None else self.unit_order
         if text is None and getattr(model, "get_output_embeddings", lambda: None)() is None:
             # an encoder cannot write text: compare pooled outputs on random tokens instead
@@ -162,8 +158,6 @@ def random_tokens(config: Any, *, seqs: int = ENCODER_SEQS, length: int = ENCODE
     """Token ids drawn uniformly from the vocabulary (ids below 1000 skipped: BERT keeps its
     special and unused tokens there); the first and last position get CLS/SEP when the config
     names them. The data-free input for encoders, which cannot write text of their own."""
-    import torch
-
     gen = torch.Generator().manual_seed(seed)
     low = 1000 if config.vocab_size > 2000 else 0
     ids = torch.randint(low, config.vocab_size, (seqs, length), generator=gen)
@@ -180,12 +174,6 @@ def encoder_fidelity(model: Any, subnets: Sequence[Any], *, adapter: Any = None,
                      seqs: int = ENCODER_SEQS, length: int = ENCODER_LENGTH, seed: int = 0,
                      orders: dict | None = None, progress: bool = False) -> np.ndarray:
     """Mean cosine of mean-pooled outputs (subnet vs full model) on random tokens, per subnet."""
-    import torch
-    from tqdm import tqdm
-
-    from ..models import get_adapter
-    from .apply import sliced
-
     adapter = adapter or get_adapter(model)
     ids = ids if ids is not None else random_tokens(model.config, seqs=seqs, length=length, seed=seed)
     base = adapter.base_model(model)
@@ -208,9 +196,6 @@ def encoder_layer_values(model: Any, space: Any, *, adapter: Any = None, orders:
     pooled output on random tokens) of the model pruned at that layer only. One forward pass per
     distinct (heads, FFN) option of every layer (LoRA ranks do not change the base model), exact,
     since encoders have few options and the random-token batch is short."""
-    from ..models import get_adapter
-    from ..space import LayerChoice, Subnet
-
     adapter = adapter or get_adapter(model)
     full = [_full_choice(adapter.geometry(l)) for l in range(space.num_layers)]
     jobs = sorted({(l, c.heads, c.ffn) for l in range(space.num_layers) for c in space.options(l)}

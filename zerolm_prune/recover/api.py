@@ -20,9 +20,17 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from transformers import TrainingArguments
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
 
+from .. import loading
+from ..atomic import check_writable, write_json
+from ..checkpoint import check_target, load_pruned, save_pretrained, staged_dir
 from ..errors import UserError
 from .config import RecoverConfig
+from .corpus import DistillDataset, build_corpus
+from .trainer import DistillTrainer, TokensProgress
 
 WORK_SUFFIX = ".recover-work"
 CONFIG_FILE = "recover_config.json"
@@ -34,9 +42,6 @@ def work_dir(out: Path) -> Path:
 
 
 def _check_paths(student: str | Path, out: str | Path, overwrite: bool) -> tuple[Path, Path]:
-    from ..atomic import check_writable
-    from ..checkpoint import check_target
-
     src = Path(student).expanduser()
     if not src.is_dir() or not (src / "config.json").is_file():
         raise UserError(f"{student}: not a model folder (no config.json); pass a folder written by `zerolm-prune prune`")
@@ -80,7 +85,7 @@ def lora_targets(model: Any, wanted: Sequence[str]) -> list[str]:
 
 def attach_lora(student: Any, config: RecoverConfig) -> Any:
     """The student wrapped in a fresh peft LoRA (seeded, so a run is reproducible)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # lazy: peft only when a LoRA adapter is involved
 
     torch.manual_seed(config.seed)
     if config.lora_rank == 0:  # full fine-tuning: every weight trains, the result is saved merged
@@ -92,8 +97,6 @@ def attach_lora(student: Any, config: RecoverConfig) -> Any:
 
 
 def training_args(config: RecoverConfig, work: Path, rows: int, device: str, bf16: bool) -> Any:
-    from transformers import TrainingArguments
-
     steps = max(1, math.ceil(math.ceil(rows / config.batch_size) * config.epochs))
     return TrainingArguments(
         output_dir=str(work / "checkpoints"), per_device_train_batch_size=config.batch_size,
@@ -107,8 +110,6 @@ def training_args(config: RecoverConfig, work: Path, rows: int, device: str, bf1
 
 
 def last_checkpoint(work: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
     folder = work / "checkpoints"
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
@@ -126,13 +127,6 @@ def recover(student: str | Path, teacher: str | Any, out: str | Path, config: Re
             loaded_teacher: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """Recover the pruned folder ``student`` by distilling ``teacher`` (a model spec, or pass the
     loaded ``(model, tokenizer)`` as ``loaded_teacher``); writes ``out``, returns run statistics."""
-    from ..checkpoint import load_pruned
-    from transformers.trainer_callback import PrinterCallback
-
-    from ..loading import load_model
-    from .corpus import DistillDataset, build_corpus
-    from .trainer import DistillTrainer, TokensProgress
-
     config = config or RecoverConfig()
     config.validate()
     src, dst = _check_paths(student, out, overwrite)
@@ -141,7 +135,7 @@ def recover(student: str | Path, teacher: str | Any, out: str | Path, config: Re
     _prepare_work(work, config, log)
     log(f"[1/4] loading student {src} and teacher {teacher if isinstance(teacher, str) else type(teacher).__name__}")
     model, tokenizer = load_pruned(src)
-    t_model, t_tok = loaded_teacher or load_model(str(teacher), trust_remote_code=trust_remote_code)
+    t_model, t_tok = loaded_teacher or loading.load_model(str(teacher), trust_remote_code=trust_remote_code)
     tokenizer = tokenizer or t_tok
     if t_model.config.vocab_size != model.config.vocab_size:
         raise UserError(f"teacher vocabulary ({t_model.config.vocab_size}) differs from the student's "
@@ -197,9 +191,6 @@ def _first_loss(history: list[dict]) -> float | None:
 
 def _write_output(peft_model: Any, tokenizer: Any, src: Path, dst: Path, config: RecoverConfig,
                   stats: dict[str, Any], overwrite: bool) -> None:
-    from ..atomic import write_json
-    from ..checkpoint import save_pretrained, staged_dir
-
     record = {"student": str(src), "config": config.to_dict(), **stats}
     if config.merge:
         meta = _student_meta(src)
@@ -220,9 +211,7 @@ def _write_output(peft_model: Any, tokenizer: Any, src: Path, dst: Path, config:
 def load_recovered(folder: str | Path, *, merge: bool = False) -> tuple[Any, Any]:
     """Load an adapter folder written by ``recover`` onto its pruned base (``(model, tokenizer)``);
     ``merge`` folds the adapter into the weights. A merged folder loads with ``load_pruned``."""
-    from peft import PeftConfig, PeftModel
-
-    from ..checkpoint import load_pruned
+    from peft import PeftConfig, PeftModel  # lazy: peft only when a LoRA adapter is involved
 
     folder = Path(folder)
     if not (folder / "adapter_config.json").is_file():

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_json
 from ..errors import UserError
 
 #: every linear projection of a LLaMA-family block
@@ -99,8 +100,6 @@ class RecoverConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_json(self, path: str | Path) -> None:
-        from ..atomic import write_json
-
         write_json(path, self.to_dict())
 
     @classmethod

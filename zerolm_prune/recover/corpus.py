@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
+from ..assets import cache_dir
+from ..atomic import _write_via, write_text
 from ..errors import UserError
 from .config import RecoverConfig
 
@@ -161,8 +165,6 @@ def _cache_kwargs(model: Any, out: Any) -> dict[str, Any]:
 
 
 def corpus_cache_root() -> Path:
-    from ..assets import cache_dir
-
     return cache_dir() / "recover-corpus"
 
 
@@ -171,17 +173,11 @@ def _cache_folder(kind: str, key: dict[str, Any], root: Path | None) -> Path:
     folder = (root or corpus_cache_root()) / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:20]}"
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "key.json").is_file():
-        from ..atomic import write_text
-
         write_text(folder / "key.json", text + "\n")
     return folder
 
 
 def _save_shard(path: Path, part: Corpus) -> None:
-    from safetensors.torch import save_file
-
-    from ..atomic import _write_via
-
     tensors = {"ids": part.ids.to(torch.int32).contiguous(), "dropped": torch.tensor([part.dropped])}
     if part.topk_idx is not None:
         tensors["topk_idx"] = part.topk_idx.to(torch.int32).contiguous()
@@ -190,8 +186,6 @@ def _save_shard(path: Path, part: Corpus) -> None:
 
 
 def _load_shard(path: Path) -> Corpus:
-    from safetensors.torch import load_file
-
     t = load_file(str(path))
     has = "topk_idx" in t
     return Corpus(t["ids"].long(), t["topk_idx"].long() if has else None,
@@ -201,8 +195,6 @@ def _load_shard(path: Path) -> Corpus:
 def self_generated(teacher: Any, tokenizer: Any, config: RecoverConfig, tokens: int, *, cache_root: Path | None = None,
                    progress: bool = True, log=print) -> Corpus:
     """At least ``tokens`` self-generated tokens (whole rows), from the cache where it has them."""
-    from tqdm import tqdm
-
     if tokens <= 0:
         return Corpus(torch.zeros((0, config.seq_len), dtype=torch.long))
     key = {"teacher": teacher_fingerprint(teacher), "seq_len": config.seq_len, "seed": config.seed,
@@ -270,7 +262,7 @@ def read_user_text(data: str) -> list[str]:
 
 def _hub_text(data: str) -> list[str]:
     try:
-        import datasets
+        import datasets  # lazy: datasets is slow to import; only reading saved data needs it
 
         ds = datasets.load_dataset(data, split="train")
     except Exception as err:  # noqa: BLE001 - any hub/offline failure is the user's to fix

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_json, write_text
+from ..checkpoint import load_pruned
+from ..evaluate import evaluate_model, perplexity
 from ..intervals import fmt_mean
+from ..report import REPORT_JSON, REPORT_MD, render_report
 from .api import recover
 from .config import RecoverConfig
 
@@ -23,9 +26,6 @@ RESULTS_FILE = "results.json"
 
 
 def _evaluate(folder: Path, settings: Any, batch_size: Any, device: str | None, progress: bool) -> dict[str, Any]:
-    from ..checkpoint import load_pruned
-    from ..evaluate import evaluate_model, perplexity
-
     model, tokenizer = load_pruned(folder, device=device)
     res = evaluate_model(model, tokenizer, suite=settings.suite, limit=settings.limit, source=settings.source,
                          data_dir=settings.data_dir, batch_size=batch_size, device=device, progress=progress,
@@ -42,8 +42,6 @@ def recover_candidates(out: Path, report: dict[str, Any], *, model: str, tokens:
                        progress: bool = True, log=print) -> dict[str, Any]:
     """Recover and re-evaluate every candidate of ``report``; adds ``report["recovered"]`` and
     rewrites report.json / report.md with a before/after table."""
-    from ..report import REPORT_JSON, REPORT_MD, render_report
-
     folder = Path(out) / RECOVERED_DIR
     results_path = folder / RESULTS_FILE
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 import torch
+from tqdm import tqdm
 from transformers import Trainer, TrainerCallback
 
 
@@ -80,8 +81,6 @@ class TokensProgress(TrainerCallback):
         self.loss: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from tqdm import tqdm
-
         if state.is_world_process_zero and self.progress:
             total = state.max_steps * self.tokens_per_step
             self.bar = tqdm(total=total, initial=state.global_step * self.tokens_per_step, desc="distilling",

@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import loading
+from ..errors import UserError
 from ..loading import config_from_dict  # noqa: F401  (re-exported; lives with the other loaders)
 from .nncf import _load_json_space, import_nncf, loads_lenient_json  # noqa: F401
 from .recipes import (  # noqa: F401
@@ -34,8 +36,6 @@ def load_space(source: str, *, model: str | None = None, ffn: Any = None, heads:
     shipped recipe (``smollm2-135m``) means the recipe, which carries that model's config. ``model`` names the model of an NNCF file (a MODEL or a recipe
     whose config and LoRA settings are used), or replaces a recipe's ``model``.
     """
-    from ..errors import UserError
-
     ffn_r, heads_r, rank_l = _ratios(ffn, "--ffn"), _ratios(heads, "--heads"), _ranks(rank)
     given = any(v is not None for v in (ffn_r, heads_r, rank_l))
     path = Path(source).expanduser()
@@ -53,9 +53,8 @@ def load_space(source: str, *, model: str | None = None, ffn: Any = None, heads:
         return apply_ratios(base, ffn=ffn_r, heads=heads_r, rank=rank_l) if given else base
     if source.endswith((".yaml", ".yml", ".json")):
         raise UserError(f"{source}: no such file; pass an existing recipe/JSON path or a recipe name from {RECIPES_DIR}")
-    from ..loading import load_config
 
-    config = load_config(source)
+    config = loading.load_config(source)
     base = full_space(config, model=source)
     if not given:
         ffn_r, heads_r = list(DEFAULT_FFN_RATIOS), list(DEFAULT_HEAD_RATIOS)

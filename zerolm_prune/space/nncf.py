@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..inputs import loads_lenient_json
 from ..loading import load_config
 from .recipes import full_space, load_recipe, recipe_path
 from .types import LayerSpace, SearchSpace
@@ -17,35 +18,6 @@ from .validate import _err, validate_space
 _LAYER_RE = re.compile(r"ModuleList\[(?:layers|layer|h)\]/[^/\[]*\[(\d+)\]/(.*)$")
 _SEGMENT_RE = re.compile(r"^[^\[]*\[([^\]]+)\]$")
 _NNCF_STOP = ("self_linear", "lora_A", "lora_B", "default")
-
-
-def loads_lenient_json(text: str) -> Any:
-    """``json.loads`` that accepts the trailing commas of the released LoNAS files."""
-    out, in_string, escape = [], False, False
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if in_string:
-            out.append(ch)
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-            out.append(ch)
-        elif ch == ",":
-            j = i + 1
-            while j < len(text) and text[j] in " \t\r\n":
-                j += 1
-            if j >= len(text) or text[j] not in "]}":
-                out.append(ch)
-        else:
-            out.append(ch)
-        i += 1
-    return json.loads("".join(out))
 
 
 def _load_json_space(path: Path, *, model: str | None) -> SearchSpace:

@@ -6,8 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from .. import loading
 from ..assets import shipped_dir
+from ..errors import UserError
 from ..loading import config_from_dict
+from ..models import get_adapter
 from .types import LayerSpace, SearchSpace
 from .validate import LORA_KEYS, _err, validate_space
 
@@ -34,8 +39,6 @@ def recipe_path(name: str) -> Path | None:
 
 
 def _ratios(value: Any, flag: str) -> list[float] | None:
-    from ..errors import UserError
-
     if value is None:
         return None
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -52,8 +55,6 @@ def _ratios(value: Any, flag: str) -> list[float] | None:
 
 
 def _ranks(value: Any) -> list[int] | None:
-    from ..errors import UserError
-
     if value is None:
         return None
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -72,8 +73,6 @@ def _unique_desc(values: list[int]) -> list[int]:
 
 def full_space(config: Any, *, model: str | None = None, name: str | None = None) -> SearchSpace:
     """The one-subnet space of the unpruned model (every layer keeps everything)."""
-    from ..models import get_adapter
-
     adapter = get_adapter(config)
     layers = [LayerSpace([g.num_heads], [g.ffn_dim]) for g in adapter.geometries()]
     data = config.to_diff_dict() if hasattr(config, "to_diff_dict") else dict(config)
@@ -135,10 +134,6 @@ def apply_ratios(base: SearchSpace, *, ffn: list[float] | None = None, heads: li
 
 def load_recipe(path: str | Path) -> SearchSpace:
     """Read a recipe YAML (format documented in ``recipes/smollm2-135m.yaml``) and validate it."""
-    import yaml
-
-    from ..errors import UserError
-
     path = Path(path)
     where = str(path)
     try:
@@ -162,9 +157,8 @@ def load_recipe(path: str | Path) -> SearchSpace:
     if config_dict is None:
         if not data.get("model"):
             raise _err(where, "config", "missing (and no model to read it from)", "embed the model's config.json under config:")
-        from ..loading import load_config
 
-        config = load_config(str(data["model"]))
+        config = loading.load_config(str(data["model"]))
         config_dict = full_space(config).config
     elif not isinstance(config_dict, dict):
         raise _err(where, "config", "must be a mapping (the model's config.json)", "indent the config keys under config:")
@@ -172,7 +166,6 @@ def load_recipe(path: str | Path) -> SearchSpace:
         config = config_from_dict(config_dict)
     except UserError as err:
         raise UserError(f"{where}: config: {err}") from None
-    from ..models import get_adapter
 
     try:
         adapter = get_adapter(config)

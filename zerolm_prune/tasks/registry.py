@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -50,8 +52,6 @@ SUITES: dict[str, list[str]] = {
 
 
 def spec(name: str) -> TaskSpec:
-    from ..errors import UserError
-
     if name not in TASKS:
         known = ", ".join(n for n, t in TASKS.items() if t.kind == "multiple_choice")
         raise UserError(f"unknown task {name!r}; known tasks: {known}")

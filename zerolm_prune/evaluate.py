@@ -222,6 +222,9 @@ def perplexity(model: Any, tokenizer: Any, *, limit: int | None = None, source: 
 
     ``hub``: lm-eval's wikitext; ``local``: the deduplicated BoolQ passages (real Wikipedia
     paragraphs). Token perplexity = exp(-sum loglik / tokens scored), from the logged samples.
+    The per-passage log-likelihoods and token counts (``passage_loglik``, ``passage_tokens``, keyed
+    by ``passage_ids``, lm-eval's doc ids) come back too, so a report can bootstrap an interval and
+    pair two models on the same passages (``intervals.ppl_interval``, ``intervals.ppl_ratio``).
     """
     import lm_eval  # lazy: lm-eval takes seconds to import; only evaluation needs it
 
@@ -234,12 +237,14 @@ def perplexity(model: Any, tokenizer: Any, *, limit: int | None = None, source: 
             out = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, num_fewshot=0,
                                           log_samples=True, bootstrap_iters=0)
     res = out["results"][task]
-    loglik, tokens = 0.0, 0
-    for sample in out["samples"][task]:
-        loglik += float(sample["filtered_resps"][0] if not isinstance(sample["filtered_resps"][0], (list, tuple))
-                        else sample["filtered_resps"][0][0])
+    passage_ids, passage_loglik, passage_tokens = [], [], []
+    for i, sample in enumerate(out["samples"][task]):
+        resp = sample["filtered_resps"][0]
+        passage_loglik.append(float(resp[0] if isinstance(resp, (list, tuple)) else resp))
         text = sample["arguments"][0][0] if isinstance(sample["arguments"][0], (list, tuple)) else sample["arguments"][0]
-        tokens += len(lm.tok_encode(text))
+        passage_tokens.append(len(lm.tok_encode(text)))
+        passage_ids.append(sample.get("doc_id", i))
+    loglik, tokens = sum(passage_loglik), sum(passage_tokens)
     return {
         "task": task,
         "word_perplexity": float(res["word_perplexity,none"]),
@@ -250,6 +255,7 @@ def perplexity(model: Any, tokenizer: Any, *, limit: int | None = None, source: 
         "tokens": tokens,
         "version": (out.get("versions") or {}).get(task),
         "source": source, "limit": limit,
+        "passage_ids": passage_ids, "passage_loglik": passage_loglik, "passage_tokens": passage_tokens,
     }
 
 

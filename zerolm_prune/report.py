@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .evaluate import SCATTER_FILE
-from .intervals import fmt_mean, fmt_score
+from .intervals import fmt_mean, fmt_score, ppl_interval
+from .verdict import render_verdict, run_verdict
 
 RUN_FILE = "run.json"
 RANKED_FILE = "ranked.json"
@@ -42,14 +43,19 @@ def build_report(document: dict, results: dict | None, out: Path) -> dict:
         })
     pictures = {k: v for k, v in (("pareto_front", FRONT_FILE),
                                   ("proxy_vs_accuracy", f"{EVAL_DIR}/{SCATTER_FILE}")) if (out / v).is_file()}
+    evaluation = {k: (results or {}).get(k) for k in ("suite", "tasks", "limit", "source", "lm_eval_version")}
+    verdict = run_verdict({"candidates": rows, "evaluation": evaluation})  # what report.md's section says
+    for row in rows:
+        row["verdict"] = (verdict or {}).get("candidates", {}).get(row["name"])
     return {
         "model": document["model"], "ranker": document.get("ranker", "zerolm"), "space": document["space"],
         "budget": document["budget"],
         "budget_fraction": document["budget_fraction"], "by": document["by"], "alpha": document["alpha"],
         "alpha_method": document.get("alpha_method"), "order": document["order"], "table": document.get("table"),
         "metrics": (results or {}).get("metrics", {}),
-        "evaluation": {k: (results or {}).get(k) for k in ("suite", "tasks", "limit", "source", "lm_eval_version")},
-        "correlation": (results or {}).get("correlation"), "candidates": rows, "pictures": pictures,
+        "evaluation": evaluation, "correlation": (results or {}).get("correlation"), "candidates": rows,
+        "verdict": None if verdict is None else {k: v for k, v in verdict.items() if k != "candidates"},
+        "pictures": pictures,
     }
 
 
@@ -68,6 +74,15 @@ def _human(n: Any) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"
     return f"{n:.3g}"
+
+
+def _fmt_ppl(ppl: Any) -> str:
+    """``69.7 [66.0, 73.5]`` (bootstrap over passages); the bare value for runs without passage lists."""
+    value = ppl.get("token_perplexity") if isinstance(ppl, dict) else None
+    if not value:
+        return "–"
+    est = ppl_interval(ppl)
+    return f"{value:.1f}" if est is None else f"{value:.1f} [{est.lo:.1f}, {est.hi:.1f}]"
 
 
 def render_report(report: dict) -> str:
@@ -93,8 +108,6 @@ def render_report(report: dict) -> str:
         "|" + "---|" * len(head),
     ]
     for row in report["candidates"]:
-        ppl = row.get("perplexity") or {}
-        ppl_value = ppl.get("token_perplexity") if isinstance(ppl, dict) else None
         cells = [
             "–" if row["rank"] is None else str(row["rank"] + 1), f"{row['name']}" + ("" if row["done"] else " (pending)"),
             _fmt(row["score"], 4 if abs(row["score"] or 0) < 10 else 1) if row["score"] is not None else "–",
@@ -104,12 +117,15 @@ def render_report(report: dict) -> str:
         for t in tasks:
             m = row["tasks"].get(t, {})
             cells.append(fmt_score(m.get(metrics.get(t, "acc")), m.get("n")))
-        last = _fmt(row.get("fidelity")) if fidelity else _fmt(ppl_value, 1) if ppl_value else "–"
+        last = _fmt(row.get("fidelity")) if fidelity else _fmt_ppl(row.get("perplexity"))
         cells += [fmt_mean(row["mean"], row["tasks"]), last]
         lines.append("| " + " | ".join(cells) + " |")
     if tasks:
-        lines += ["", "Accuracies carry 95% Wilson intervals, the mean a 95% normal interval: rows whose intervals "
-                      "overlap are not told apart by this --limit."]
+        lines += ["", "Accuracies carry 95% Wilson intervals, the mean a 95% normal interval, perplexity a 95% "
+                      "bootstrap interval over passages, each for one model alone."]
+    shows = render_verdict(report)  # right under the table: which differences this run resolves
+    if shows:
+        lines += [""] + shows
     lines += ["", "Candidates:", ""]
     for row in report["candidates"][1:]:
         lines.append(f"- **{row['name']}** ({row['kind']}): {row['note']}; checkpoint `{row['checkpoint']}`")
